@@ -1,0 +1,37 @@
+"""embedding_reader: read large collections of embeddings (npy, parquet) from any fsspec filesystem."""
+
+from .errors import (
+    CorruptFileError,
+    EmbeddingReaderError,
+    InconsistentCollectionError,
+    InvalidArgumentError,
+    MissingColumnError,
+    NoEmbeddingsFoundError,
+    ReadFailedError,
+    ShortReadError,
+    UnsupportedFileError,
+)
+from .header import FileHeader, ParquetFooter
+from .pieces import Piece, build_pieces
+from .reader import EmbeddingReader
+from .retry import RetryPolicy
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "CorruptFileError",
+    "EmbeddingReader",
+    "EmbeddingReaderError",
+    "FileHeader",
+    "InconsistentCollectionError",
+    "InvalidArgumentError",
+    "MissingColumnError",
+    "NoEmbeddingsFoundError",
+    "ParquetFooter",
+    "Piece",
+    "ReadFailedError",
+    "RetryPolicy",
+    "ShortReadError",
+    "UnsupportedFileError",
+    "build_pieces",
+]

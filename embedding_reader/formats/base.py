@@ -1,0 +1,81 @@
+"""The interface every file format implements, and the checks shared by all of them."""
+
+import threading
+from abc import ABC, abstractmethod
+from typing import List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InconsistentCollectionError, NoEmbeddingsFoundError
+from ..header import FileHeader
+from ..pieces import Piece
+from ..storage import Storage, redact
+
+
+class Format(ABC):
+    """A file format: finds its files, reads their headers, and reads one piece into a batch slice.
+
+    Subclasses set `name` and `extension` and implement `read_headers` and `read_piece`; listing,
+    planning, parallel fetching, the RAM budget, retries and batch assembly live elsewhere, once.
+    """
+
+    name: str = ""
+    extension: str = ""
+
+    def __init__(
+        self,
+        storage: Storage,
+        embedding_column: str = "embedding",
+        meta_columns: Optional[Sequence[str]] = None,
+        metadata_folder: Optional[str] = None,
+    ):
+        self.storage = storage
+        self.embedding_column = embedding_column
+        self.meta_columns = list(meta_columns or [])
+        self.metadata_folder = metadata_folder
+
+    @abstractmethod
+    def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
+        """Headers of every file of the collection, in reading order, validated and consistent."""
+
+    @abstractmethod
+    def read_piece(
+        self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        """Write the piece's embeddings into `out` (its batch slice) and return its meta columns, if any."""
+
+    def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
+        """Memory a piece needs beyond its batch slice while being read (decode buffers, metadata)."""
+        return piece.rows * header.meta_bytes_per_row
+
+    def list_files(self, folders: Sequence[str], extension: str = "") -> List[tuple]:
+        """(path, size) of every file with the format's extension under the folders, in sorted order per folder."""
+        extension = extension or self.extension
+        files = []
+        for folder in folders:
+            found = self.storage.find(folder, extension)
+            if not found:
+                raise NoEmbeddingsFoundError(f"no {extension} file found in {redact(folder)}")
+            files.extend(found)
+        return files
+
+
+def check_consistent(headers: Sequence[FileHeader]) -> List[FileHeader]:
+    """Drop empty files and make sure every other file has the same dimension and dtype."""
+    non_empty = [header for header in headers if header.count > 0]
+    if not non_empty:
+        raise NoEmbeddingsFoundError(f"all {len(headers)} files are empty (0 rows), e.g. {redact(headers[0].path)}")
+    reference = non_empty[0]
+    for header in non_empty[1:]:
+        if header.dimension != reference.dimension:
+            raise InconsistentCollectionError(
+                f"dimension {header.dimension} in {redact(header.path)} differs from "
+                f"{reference.dimension} in {redact(reference.path)}"
+            )
+        if header.dtype != reference.dtype:
+            raise InconsistentCollectionError(
+                f"dtype {np.dtype(header.dtype)} in {redact(header.path)} differs from "
+                f"{np.dtype(reference.dtype)} in {redact(reference.path)}"
+            )
+    return non_empty

@@ -1,0 +1,116 @@
+"""npy: 2-D C-order numeric arrays saved by numpy; headers parsed by numpy's own format module."""
+
+import io
+import threading
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+from numpy.lib import format as npy_format
+
+from ..errors import CorruptFileError, UnsupportedFileError
+from ..header import FileHeader
+from ..pieces import Piece
+from ..storage import redact
+from .base import Format, check_consistent
+
+PROBE_BYTES = 256  # np.save writes 128-byte headers; one read usually gets the whole header
+_MAGIC = b"\x93NUMPY"
+_NUMERIC_KINDS = "fiu"
+
+
+def npy_data_offset(path: str, prefix: bytes) -> int:
+    """Byte offset of the array data, from the first 12 bytes of an npy file."""
+    if len(prefix) < 10 or not prefix.startswith(_MAGIC):
+        raise CorruptFileError(f"{redact(path)}: not an npy file (bad magic bytes {prefix[:8]!r})")
+    major = prefix[6]
+    if major == 1:
+        return 10 + int.from_bytes(prefix[8:10], "little")
+    if major in (2, 3) and len(prefix) >= 12:
+        return 12 + int.from_bytes(prefix[8:12], "little")
+    raise CorruptFileError(f"{redact(path)}: unknown npy format version {major}.{prefix[7]}")
+
+
+def parse_npy_header(path: str, header: bytes, file_size: Optional[int]) -> FileHeader:
+    """A FileHeader from an npy file's complete header bytes; never unpickles anything."""
+    shape, fortran_order, dtype = _numpy_header_fields(path, header)
+    if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None:
+        raise UnsupportedFileError(f"{redact(path)}: dtype {dtype} is not a plain numeric type (refused, not loaded)")
+    if fortran_order:
+        raise UnsupportedFileError(f"{redact(path)}: Fortran-order arrays are not supported, save it in C order")
+    if len(shape) != 2:
+        raise UnsupportedFileError(f"{redact(path)}: array of shape {shape} is not 2-D (rows, dimension)")
+    count, dimension = shape
+    expected_size = len(header) + count * dimension * dtype.itemsize
+    if file_size is not None and file_size != expected_size:
+        raise CorruptFileError(
+            f"{redact(path)}: file has {file_size} bytes but its header {shape} {dtype} needs {expected_size}"
+        )
+    return FileHeader(
+        path=path, count=count, dimension=dimension, dtype=dtype.str, file_size=file_size, data_offset=len(header)
+    )
+
+
+def _numpy_header_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtype]:
+    """(shape, fortran_order, dtype) through numpy.lib.format, any header version and length."""
+    stream = io.BytesIO(header)
+    try:
+        major, _minor = npy_format.read_magic(stream)
+        if major == 3:  # utf-8 header; a numeric array's header is ASCII, which the 2.0 reader parses
+            header[12:].decode("ascii")
+            major = 2
+        read = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
+        shape, fortran_order, dtype = read(stream, max_header_size=len(header) + 1)
+    except (ValueError, SyntaxError, TypeError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        raise CorruptFileError(f"{redact(path)}: unreadable npy header: {exc}") from exc
+    if not isinstance(shape, tuple) or not all(isinstance(size, int) and size >= 0 for size in shape):
+        raise CorruptFileError(f"{redact(path)}: bad shape {shape!r} in npy header")
+    return shape, bool(fortran_order), np.dtype(dtype)
+
+
+class NpyFormat(Format):
+    """Embeddings stored as .npy files: fixed-size rows after a small header, read by exact byte range."""
+
+    name = "npy"
+    extension = ".npy"
+
+    def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
+        return check_consistent(self.read_npy_headers(self.list_files(folders)))
+
+    def read_npy_headers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[FileHeader]:
+        """Headers of the npy files, read in parallel: one exact range read each (two for long headers)."""
+        probes = self.storage.read_ranges([(path, 0, _probe_length(size)) for path, size in files])
+        offsets = [npy_data_offset(path, probe) for (path, _size), probe in zip(files, probes)]
+        missing = [(path, len(probe), offset) for (path, _), probe, offset in zip(files, probes, offsets)]
+        rests = iter(self.storage.read_ranges([request for request in missing if request[1] < request[2]]))
+        headers = []
+        for (path, size), probe, offset in zip(files, probes, offsets):
+            complete = probe[:offset] if len(probe) >= offset else probe + next(rests)
+            headers.append(parse_npy_header(path, complete, size))
+        return headers
+
+    def read_piece(
+        self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        self.read_rows(header, piece.piece_start, out, cancel)
+        return None
+
+    def read_rows(
+        self, header: FileHeader, first_row: int, out: np.ndarray, cancel: Optional[threading.Event] = None
+    ) -> None:
+        """Fill `out` with rows from `first_row`: straight into it when dtypes match, else through a cast."""
+        offset = header.data_offset + first_row * header.row_bytes
+        stored = header.numpy_dtype
+        target = out if out.dtype == stored else np.empty(out.shape, dtype=stored)
+        self.storage.read_into(header.path, offset, memoryview(target).cast("B"), cancel)
+        if target is not out:
+            np.copyto(out, target, casting="unsafe")
+
+    def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
+        cast_buffer = 0 if out_dtype == header.numpy_dtype else piece.rows * header.row_bytes
+        return cast_buffer + super().transient_bytes(piece, header, out_dtype)
+
+
+def _probe_length(size: Optional[int]) -> int:
+    """How many leading bytes to fetch first: the probe, or the whole file if smaller."""
+    return PROBE_BYTES if size is None else min(PROBE_BYTES, size)

@@ -1,0 +1,117 @@
+"""parquet: embeddings in a list or fixed_size_list column, metadata in the other columns of the same file."""
+
+import threading
+from typing import List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import CorruptFileError, UnsupportedFileError
+from ..header import FileHeader, ParquetFooter
+from ..pieces import Piece
+from ..storage import redact
+from .base import Format, check_consistent
+from .parquet_io import ParquetIO, check_columns
+
+STRING_OVERHEAD_BYTES = 64  # a pandas object cell (a Python str) costs about this beyond its characters
+
+
+def embedding_matrix(column: pa.ChunkedArray, dimension: int, where: str) -> np.ndarray:
+    """A list/fixed_size_list column as an (n, dimension) numpy view of arrow's flat values buffer."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count:
+        raise CorruptFileError(f"{where}: {array.null_count} null embeddings")
+    if not pa.types.is_fixed_size_list(array.type):
+        lengths = np.diff(np.asarray(array.offsets))
+        if len(lengths) and (lengths.min() != dimension or lengths.max() != dimension):
+            raise CorruptFileError(f"{where}: ragged embeddings, lengths {lengths.min()} to {lengths.max()}, expected {dimension}")
+    values = array.flatten()
+    if values.null_count:
+        raise CorruptFileError(f"{where}: {values.null_count} null values inside embeddings")
+    if len(values) != len(array) * dimension:
+        raise CorruptFileError(f"{where}: {len(values)} values for {len(array)} embeddings of dimension {dimension}")
+    return values.to_numpy(zero_copy_only=False).reshape(len(array), dimension)
+
+
+def meta_bytes_per_row(metadata: pq.FileMetaData, columns: Sequence[str]) -> int:
+    """Estimated RAM per row of the meta columns once in pandas, from the footer's uncompressed sizes."""
+    if not columns or metadata.num_rows == 0:
+        return 0
+    schema = metadata.schema
+    leaves = [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in set(columns)]
+    total = sum(metadata.row_group(g).column(j).total_uncompressed_size for g in range(metadata.num_row_groups) for j in leaves)
+    return int(total / metadata.num_rows) + STRING_OVERHEAD_BYTES * len(columns)
+
+
+class ParquetFormat(Format):
+    """Embeddings in a parquet column, plus any other columns as metadata; read by row groups."""
+
+    name = "parquet"
+    extension = ".parquet"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.parquet = ParquetIO(self.storage)
+
+    def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
+        footers = self.parquet.read_footers(self.list_files(folders))
+        return check_consistent([self._header(footer, metadata) for footer, metadata in footers])
+
+    def _header(self, footer: ParquetFooter, metadata: pq.FileMetaData) -> FileHeader:
+        path = footer.path
+        check_columns(path, metadata, [self.embedding_column, *self.meta_columns])
+        value_type, dimension = self._embedding_type(path, metadata)
+        return FileHeader(
+            path=path,
+            count=metadata.num_rows,
+            dimension=dimension,
+            dtype=np.dtype(value_type.to_pandas_dtype()).str,
+            file_size=footer.file_size,
+            parquet=footer,
+            units=footer.row_groups,
+            meta_bytes_per_row=meta_bytes_per_row(metadata, self.meta_columns),
+        )
+
+    def _embedding_type(self, path: str, metadata: pq.FileMetaData):
+        """(value type, dimension) of the embedding column, the dimension read from the footer alone."""
+        column_type = metadata.schema.to_arrow_schema().field(self.embedding_column).type
+        is_list = pa.types.is_list(column_type) or pa.types.is_large_list(column_type)
+        if not (is_list or pa.types.is_fixed_size_list(column_type)):
+            raise UnsupportedFileError(f"{redact(path)}: column {self.embedding_column!r} is {column_type}, not a list")
+        value_type = column_type.value_type
+        if not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
+            raise UnsupportedFileError(f"{redact(path)}: embedding values are {value_type}, not numbers")
+        if pa.types.is_fixed_size_list(column_type):
+            return value_type, column_type.list_size
+        return value_type, self._list_dimension(path, metadata)
+
+    def _list_dimension(self, path: str, metadata: pq.FileMetaData) -> int:
+        """Dimension of a variable-size list column: leaf values per row, which must be the same in every row group."""
+        schema = metadata.schema
+        leaf = next(j for j in range(len(schema)) if schema.column(j).path.split(".")[0] == self.embedding_column)
+        dimensions = set()
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            if row_group.num_rows:
+                values, rows = row_group.column(leaf).num_values, row_group.num_rows
+                if values % rows:
+                    raise CorruptFileError(f"{redact(path)}: row group {group} has {values} values for {rows} rows (ragged)")
+                dimensions.add(values // rows)
+        if len(dimensions) > 1:
+            raise CorruptFileError(f"{redact(path)}: embeddings of dimensions {sorted(dimensions)} in one file")
+        return dimensions.pop() if dimensions else 0
+
+    def read_piece(
+        self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        assert header.parquet is not None
+        columns = [self.embedding_column, *self.meta_columns]
+        table = self.parquet.read_rows(header.parquet, piece.piece_start, piece.piece_end, columns, cancel)
+        where = f"{redact(header.path)} rows [{piece.piece_start}, {piece.piece_end})"
+        np.copyto(out, embedding_matrix(table.column(self.embedding_column), header.dimension, where), casting="unsafe")
+        return table.select(self.meta_columns).to_pandas() if self.meta_columns else None
+
+    def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
+        return piece.rows * header.row_bytes + super().transient_bytes(piece, header, out_dtype)

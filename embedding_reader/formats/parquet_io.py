@@ -1,0 +1,204 @@
+"""Parquet plumbing shared by the parquet and parquet_npy formats: footers, and row ranges of columns.
+
+Only the footer and the column chunks of the row groups a piece needs are fetched, each with an
+exact, retried range read; footers are cached per process so a file's footer crosses the wire once.
+"""
+
+import io
+import threading
+from collections import OrderedDict
+from itertools import accumulate
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import CorruptFileError, EmbeddingReaderError, MissingColumnError, ReadFailedError
+from ..header import ParquetFooter
+from ..storage import Storage, byte_range, redact
+
+TAIL_PROBE_BYTES = 64 * 1024
+FOOTER_CACHE_SIZE = 256
+_MAGIC = b"PAR1"
+
+
+def parse_footer(path: str, tail: bytes, file_size: int) -> Tuple[int, Optional[pq.FileMetaData]]:
+    """(footer_length, metadata) from the last bytes of a parquet file; metadata None if `tail` is too short."""
+    if len(tail) < 12 or tail[-4:] != _MAGIC:
+        raise CorruptFileError(f"{redact(path)}: not a parquet file (no PAR1 magic at the end of {file_size} bytes)")
+    footer_length = int.from_bytes(tail[-8:-4], "little")
+    if footer_length + 12 > file_size:
+        raise CorruptFileError(f"{redact(path)}: footer length {footer_length} exceeds the file size {file_size}")
+    if footer_length + 8 > len(tail):
+        return footer_length, None
+    try:
+        return footer_length, pq.read_metadata(pa.BufferReader(tail[-(footer_length + 8) :]))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise CorruptFileError(f"{redact(path)}: unreadable parquet footer: {exc}") from exc
+
+
+def check_columns(path: str, metadata: pq.FileMetaData, columns: Iterable[str]) -> None:
+    """Fail clearly when a requested column is not in the file."""
+    names = set(metadata.schema.to_arrow_schema().names)
+    for column in columns:
+        if column not in names:
+            raise MissingColumnError(f"{redact(path)}: no column {column!r} (columns: {sorted(names)})")
+
+
+class ParquetIO:
+    """Reads parquet footers and row ranges of columns through Storage, caching footers per process."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self._cache: "OrderedDict[str, pq.FileMetaData]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read_footers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[Tuple[ParquetFooter, pq.FileMetaData]]:
+        """Footers of many files, fetched concurrently; usually one exact tail read per file."""
+        sizes = [size if size is not None else self.storage.size(path) for path, size in files]
+        requests = [(path, max(0, size - TAIL_PROBE_BYTES), size) for (path, _), size in zip(files, sizes)]
+        tails = self.storage.read_ranges(requests)
+        return [self._footer(path, tail, size) for (path, _), tail, size in zip(files, tails, sizes)]
+
+    def _footer(self, path: str, tail: bytes, size: int) -> Tuple[ParquetFooter, pq.FileMetaData]:
+        footer_length, metadata = parse_footer(path, tail, size)
+        if metadata is None:
+            tail = self.storage.read_range(path, size - footer_length - 8, size)
+            _, metadata = parse_footer(path, tail, size)
+        assert metadata is not None
+        row_groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+        if sum(row_groups) != metadata.num_rows:
+            raise CorruptFileError(f"{redact(path)}: row groups hold {sum(row_groups)} rows, footer says {metadata.num_rows}")
+        self._remember(path, metadata)
+        return ParquetFooter(path, size, footer_length, row_groups), metadata
+
+    def metadata(self, footer: ParquetFooter, cancel: Optional[threading.Event] = None) -> pq.FileMetaData:
+        """The file's parsed footer, from the cache or one exact range read."""
+        with self._lock:
+            cached = self._cache.get(footer.path)
+        if cached is not None:
+            return cached
+        tail = self.storage.read_range(footer.path, *footer.footer_range, cancel)
+        _, metadata = parse_footer(footer.path, tail, footer.file_size)
+        assert metadata is not None
+        self._remember(footer.path, metadata)
+        return metadata
+
+    def _remember(self, path: str, metadata: pq.FileMetaData) -> None:
+        with self._lock:
+            self._cache[path] = metadata
+            self._cache.move_to_end(path)
+            while len(self._cache) > FOOTER_CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    def read_rows(
+        self,
+        footer: ParquetFooter,
+        first: int,
+        last: int,
+        columns: Sequence[str],
+        cancel: Optional[threading.Event] = None,
+    ) -> pa.Table:
+        """Rows [first, last) of the given columns, decoding only the row groups that hold them."""
+        groups, group_start = _row_groups_covering(footer.row_groups, first, last)
+        metadata = self.metadata(footer, cancel)
+        try:
+            with self._open(footer, metadata, groups, columns, cancel) as source:
+                parquet_file = pq.ParquetFile(source, metadata=metadata, pre_buffer=False)
+                table = parquet_file.read_row_groups(groups, columns=list(columns), use_threads=False)
+        except EmbeddingReaderError:
+            raise
+        except (FileNotFoundError, PermissionError) as exc:
+            raise ReadFailedError(f"{redact(footer.path)} rows [{first}, {last}): {exc}") from exc
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): cannot decode: {exc}") from exc
+        if table.num_rows != sum(footer.row_groups[g] for g in groups):
+            raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): decoded {table.num_rows} rows")
+        return table.slice(first - group_start, last - first)
+
+    def _open(self, footer, metadata, groups, columns, cancel):
+        """A file object for pyarrow: the real file when local, else the prefetched column chunks."""
+        if self.storage.is_local:
+            return open(footer.path, "rb")
+        ranges = _merge(_column_chunk_ranges(metadata, groups, columns))
+        parts = {start: self.storage.read_range(footer.path, start, end, cancel) for start, end in ranges}
+        return KnownRangesFile(footer.path, footer.file_size, parts, self.storage, cancel)
+
+
+def _row_groups_covering(row_groups: Sequence[int], first: int, last: int) -> Tuple[List[int], int]:
+    """Indices of the row groups overlapping rows [first, last), and the first row of the first of them."""
+    ends = list(accumulate(row_groups))
+    groups = [g for g, end in enumerate(ends) if end > first and end - row_groups[g] < last]
+    return groups, ends[groups[0]] - row_groups[groups[0]]
+
+
+def _column_chunk_ranges(metadata: pq.FileMetaData, groups: Sequence[int], columns: Sequence[str]) -> List[Tuple[int, int]]:
+    """Byte ranges of the column chunks of the wanted top-level columns in the wanted row groups."""
+    schema = metadata.schema
+    leaves = [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in set(columns)]
+    ranges = []
+    for group in groups:
+        row_group = metadata.row_group(group)
+        for leaf in leaves:
+            chunk = row_group.column(leaf)
+            offsets = [chunk.data_page_offset]
+            if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+                offsets.append(chunk.dictionary_page_offset)
+            start = min(offsets)
+            ranges.append((start, start + chunk.total_compressed_size))
+    return ranges
+
+
+def _merge(ranges: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    """Sorted ranges with touching or overlapping ones joined, so adjacent chunks come in one request."""
+    merged: List[Tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+class KnownRangesFile(io.RawIOBase):
+    """A read-only file over prefetched byte ranges; a read outside them is fetched (exact, retried)."""
+
+    def __init__(self, path: str, size: int, parts: Dict[int, bytes], storage: Storage, cancel=None):
+        super().__init__()
+        self.path, self.size, self.storage, self.cancel = path, size, storage, cancel
+        self.parts = sorted(parts.items())
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = base + offset
+        return self.position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
+        data = self._bytes(self.position, end) if end > self.position else b""
+        self.position = max(self.position, end)
+        return data
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self.read(len(memoryview(buffer).cast("B")))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def _bytes(self, start: int, end: int) -> bytes:
+        for part_start, data in self.parts:
+            if part_start <= start and end <= part_start + len(data):
+                return memoryview(data)[start - part_start : end - part_start]  # type: ignore[return-value]
+        return self.storage.read_range(self.path, start, end, self.cancel)
+
+    def __repr__(self) -> str:
+        return f"KnownRangesFile({byte_range(self.path, 0, self.size)})"

@@ -1,0 +1,127 @@
+"""The planner: which rows of which file go into which batch, cut into pieces of bounded size.
+
+A piece is the unit of work of the pipeline: one contiguous row range of one file that lands in
+one contiguous row range of one batch. Pieces never cross a file or a batch boundary, never split
+a file's read unit (a parquet row group) unless a batch boundary forces it, and hold at most
+`max_piece_size` rows unless a single read unit is larger.
+"""
+
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Iterator, List, Optional, Sequence
+
+from .errors import InvalidArgumentError
+from .header import FileHeader
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Rows [piece_start, piece_end) of file `file_index` (`path`) -> rows [batch_start, batch_end) of batch `batch_id`."""
+
+    file_index: int
+    path: str
+    piece_start: int
+    piece_end: int
+    batch_id: int
+    batch_start: int
+    batch_end: int
+    last_piece: bool
+
+    @property
+    def rows(self) -> int:
+        """Number of rows in the piece."""
+        return self.piece_end - self.piece_start
+
+
+def build_pieces(
+    headers: Sequence[FileHeader],
+    batch_size: int,
+    start: int = 0,
+    end: Optional[int] = None,
+    max_piece_size: int = 100_000,
+) -> List[Piece]:
+    """Plan the read of global rows [start, end) of the files in `headers` (in order) into batches.
+
+    Returns the pieces in reading order; `last_piece` marks the piece that completes its batch.
+    """
+    return list(iter_pieces(headers, batch_size, start, end, max_piece_size))
+
+
+def iter_pieces(
+    headers: Sequence[FileHeader],
+    batch_size: int,
+    start: int = 0,
+    end: Optional[int] = None,
+    max_piece_size: int = 100_000,
+) -> Iterator[Piece]:
+    """Lazy form of build_pieces, so billions of rows never need a list of every piece."""
+    total = sum(header.count for header in headers)
+    end = total if end is None else min(end, total)
+    _check_plan_arguments(batch_size, start, end, max_piece_size)
+    file_starts = [0, *accumulate(header.count for header in headers)]
+    for index, header in enumerate(headers):
+        first, last = max(start, file_starts[index]), min(end, file_starts[index + 1])
+        if first < last:
+            yield from _file_pieces(index, header, file_starts[index], first, last, start, end, batch_size, max_piece_size)
+
+
+def _check_plan_arguments(batch_size: int, start: int, end: int, max_piece_size: int) -> None:
+    """Reject arguments that would make an empty, endless or negative plan."""
+    for name, value in (("batch_size", batch_size), ("max_piece_size", max_piece_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+    if start < 0 or start > end:
+        raise InvalidArgumentError(f"start must be in [0, end={end}], got start={start}")
+
+
+def _file_pieces(
+    index: int,
+    header: FileHeader,
+    file_offset: int,
+    first: int,
+    last: int,
+    start: int,
+    end: int,
+    batch_size: int,
+    max_piece_size: int,
+) -> Iterator[Piece]:
+    """Pieces for global rows [first, last) of one file, cut at chunk and batch boundaries."""
+    chunk_ends = _chunk_ends(header, first - file_offset, last - file_offset, max_piece_size)
+    position = first
+    for chunk_end in chunk_ends:
+        chunk_end += file_offset
+        while position < chunk_end:
+            batch_id = (position - start) // batch_size
+            batch_first = start + batch_id * batch_size
+            batch_last = min(batch_first + batch_size, end)
+            stop = min(chunk_end, batch_last)
+            yield Piece(
+                file_index=index,
+                path=header.path,
+                piece_start=position - file_offset,
+                piece_end=stop - file_offset,
+                batch_id=batch_id,
+                batch_start=position - batch_first,
+                batch_end=stop - batch_first,
+                last_piece=stop == batch_last,
+            )
+            position = stop
+
+
+def _chunk_ends(header: FileHeader, first: int, last: int, max_piece_size: int) -> List[int]:
+    """File-local ends of the chunks covering [first, last): read units grouped up to max_piece_size rows."""
+    if not header.units:
+        return [*range(first + max_piece_size, last, max_piece_size), last]
+    ends: List[int] = []
+    chunk_start = chunk_end = first
+    for unit_end in accumulate(header.units):
+        if unit_end <= first:
+            continue
+        unit_end = min(unit_end, last)
+        if chunk_end > chunk_start and unit_end - chunk_start > max_piece_size:
+            ends.append(chunk_end)
+            chunk_start = chunk_end
+        chunk_end = unit_end
+        if unit_end == last:
+            break
+    return [*ends, last]

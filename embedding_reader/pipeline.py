@@ -1,0 +1,102 @@
+"""The pipeline: pieces fetched by a thread pool in order of need, under a RAM budget, into batches.
+
+Memory rule: a piece is submitted only while the bytes held by submitted-but-not-yet-handed-out
+batches stay within the budget; the batch the caller waits for is always allowed to complete, so
+a budget smaller than one batch slows the read down but never deadlocks it. Peak memory is thus
+about the budget, plus the batch being assembled, plus the batch the caller holds.
+"""
+
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Iterator, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from .batches import BatchAssembler
+from .errors import EmbeddingReaderError, ReadFailedError
+from .pieces import Piece
+from .storage import redact
+
+ReadPiece = Callable[[Piece, np.ndarray, threading.Event], Optional[pd.DataFrame]]
+THREAD_NAME_PREFIX = "embedding_reader"
+
+
+@dataclass
+class _PendingBatch:
+    """A batch whose pieces are submitted: their futures in order, and the bytes they hold."""
+
+    batch_id: int
+    futures: List["Future[Optional[pd.DataFrame]]"] = field(default_factory=list)
+    cost: int = 0
+
+
+class Pipeline:
+    """Iterates over (embeddings, meta) batches of a plan of pieces, reading `parallel` pieces at once."""
+
+    def __init__(
+        self,
+        pieces: Iterator[Piece],
+        read_piece: ReadPiece,
+        assembler: BatchAssembler,
+        piece_cost: Callable[[Piece], int],
+        parallel: int,
+        budget: int,
+    ):
+        self._pieces = pieces
+        self._next: Optional[Piece] = next(pieces, None)
+        self._read_piece, self._assembler, self._piece_cost = read_piece, assembler, piece_cost
+        self._parallel, self._budget = parallel, budget
+        self._pending: Deque[_PendingBatch] = deque()
+        self._in_flight = 0
+        self._cancel = threading.Event()
+
+    def __iter__(self) -> Iterator[Tuple[np.ndarray, pd.DataFrame]]:
+        executor = ThreadPoolExecutor(self._parallel, thread_name_prefix=THREAD_NAME_PREFIX)
+        try:
+            while True:
+                self._submit(executor)
+                if not self._pending:
+                    return
+                yield self._complete_oldest()
+        finally:
+            self._cancel.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            self._assembler.discard()
+
+    def _submit(self, executor: ThreadPoolExecutor) -> None:
+        """Submit pieces in order while the budget allows; the oldest batch's pieces always go."""
+        while self._next is not None:
+            piece, cost = self._next, self._piece_cost(self._next)
+            oldest = self._pending[0].batch_id if self._pending else piece.batch_id
+            if piece.batch_id != oldest and self._in_flight + cost > self._budget:
+                return
+            if not self._pending or self._pending[-1].batch_id != piece.batch_id:
+                self._pending.append(_PendingBatch(piece.batch_id))
+            out = self._assembler.slot(piece)
+            self._pending[-1].futures.append(executor.submit(self._run, piece, out))
+            self._pending[-1].cost += cost
+            self._in_flight += cost
+            self._next = next(self._pieces, None)
+
+    def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
+        """Read one piece in a worker thread; failures name the file and rows."""
+        if self._cancel.is_set():
+            return None
+        try:
+            return self._read_piece(piece, out, self._cancel)
+        except EmbeddingReaderError:
+            raise
+        except Exception as exc:
+            where = f"{redact(piece.path)} rows [{piece.piece_start}, {piece.piece_end})"
+            raise ReadFailedError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+    def _complete_oldest(self) -> Tuple[np.ndarray, pd.DataFrame]:
+        """Wait for every piece of the oldest batch, then hand the batch over and release its budget."""
+        batch = self._pending[0]
+        metas = [future.result() for future in batch.futures]
+        self._pending.popleft()
+        self._in_flight -= batch.cost
+        return self._assembler.complete(batch.batch_id, metas)

@@ -1,0 +1,205 @@
+"""EmbeddingReader: the facade that picks a format, reads the headers once, and plans and runs reads."""
+
+import numbers
+import sys
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .batches import BatchAssembler
+from .errors import InvalidArgumentError
+from .formats import Format, format_class
+from .header import FileHeader
+from .pieces import Piece, iter_pieces
+from .pipeline import Pipeline
+from .retry import RetryPolicy
+from .storage import Storage, redact
+
+DEFAULT_PIECE_BYTES = 50 * 2**20  # large enough to amortise a request, small enough to spread over threads
+DEFAULT_RAM_BUDGET = 2**32
+MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
+MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote reads are latency-bound: more connections, more throughput
+
+Batch = Tuple[np.ndarray, pd.DataFrame]
+
+
+class EmbeddingReader:
+    """A collection of embedding files (npy, parquet or parquet_npy) read as numpy batches with metadata.
+
+    Headers are read once, in parallel, when the reader is built; the reader pickles small and the
+    copy reads without listing folders or reading headers again.
+    """
+
+    def __init__(
+        self,
+        embeddings_folder: Union[str, Sequence[str]],
+        file_format: str = "npy",
+        embedding_column: str = "embedding",
+        meta_columns: Optional[Sequence[str]] = None,
+        metadata_folder: Optional[str] = None,
+        storage_options: Optional[Dict[str, Any]] = None,
+        retry_policy: Optional[RetryPolicy] = None,
+    ):
+        folders = _as_folder_list(embeddings_folder)
+        format_cls = format_class(file_format)
+        if meta_columns and file_format == "npy":
+            raise InvalidArgumentError("meta_columns needs file_format 'parquet' or 'parquet_npy'; npy holds no metadata")
+        self.embeddings_folder = embeddings_folder
+        self.file_format = file_format
+        self.embedding_column = embedding_column
+        self.meta_columns = list(meta_columns or [])
+        self.metadata_folder = metadata_folder
+        self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy())
+        self._format: Format = self._make_format(format_cls)
+        self.headers: List[FileHeader] = self._format.read_headers([self._storage.strip(f) for f in folders])
+
+    def _make_format(self, format_cls: Any = None) -> Format:
+        cls = format_cls or format_class(self.file_format)
+        metadata_folder = self._storage.strip(self.metadata_folder) if self.metadata_folder else None
+        return cls(self._storage, self.embedding_column, self.meta_columns, metadata_folder)
+
+    @property
+    def count(self) -> int:
+        """Number of embeddings in the collection."""
+        return sum(header.count for header in self.headers)
+
+    @property
+    def dimension(self) -> int:
+        """Length of one embedding."""
+        return self.headers[0].dimension
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The stored element type (float16, float32, int8, ...)."""
+        return self.headers[0].numpy_dtype
+
+    @property
+    def byte_per_item(self) -> int:
+        """Bytes of one stored embedding: 2*dim for float16, 4*dim for float32, dim for int8."""
+        return self.headers[0].row_bytes
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of all stored embeddings (count * byte_per_item)."""
+        return self.count * self.byte_per_item
+
+    @property
+    def nb_files(self) -> int:
+        """Number of non-empty embedding files."""
+        return len(self.headers)
+
+    @property
+    def max_file_size(self) -> int:
+        """Bytes of the largest embedding file."""
+        return max(header.file_size or header.data_offset + header.count * header.row_bytes for header in self.headers)
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingReader({redact(str(self.embeddings_folder))!r}, file_format={self.file_format!r}, "
+            f"count={self.count}, dimension={self.dimension}, dtype={self.dtype.name}, nb_files={self.nb_files})"
+        )
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_format"]
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._format = self._make_format()
+
+    def split(self, n: int) -> List[Tuple[int, int]]:
+        """n contiguous, balanced (start, end) ranges covering [0, count), for spreading a read over workers."""
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+            raise InvalidArgumentError(f"n must be an integer >= 1, got {n!r}")
+        bounds = [self.count * k // n for k in range(n + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    def __call__(
+        self,
+        batch_size: int,
+        start: int = 0,
+        end: Optional[int] = None,
+        max_piece_size: Optional[int] = None,
+        parallel_pieces: Optional[int] = None,
+        show_progress: bool = True,
+        max_ram_usage_in_bytes: int = DEFAULT_RAM_BUDGET,
+        output_dtype: Any = np.float32,
+    ) -> Iterator[Batch]:
+        """Yield (embeddings, meta) for rows [start, min(end, count)), `batch_size` rows per batch but the last.
+
+        `output_dtype=None` keeps the stored dtype (float16 stays float16: no cast, half the memory).
+        """
+        end = self.count if end is None else end
+        _check_int("batch_size", batch_size, 1)
+        _check_int("start", start, 0)
+        _check_int("end", end, 0)
+        _check_int("max_ram_usage_in_bytes", max_ram_usage_in_bytes, 1)
+        if start >= self.count or start > end:
+            raise InvalidArgumentError(f"start={start} must be < count={self.count} and <= end={end}")
+        end = min(end, self.count)
+        out_dtype = self.dtype.newbyteorder("=") if output_dtype is None else np.dtype(output_dtype)
+        piece_rows = self._piece_rows(max_piece_size)
+        parallel = self._parallel_pieces(parallel_pieces, piece_rows, out_dtype, max_ram_usage_in_bytes)
+        pieces = iter_pieces(self.headers, batch_size, start, end, piece_rows)
+        assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
+        pipeline = Pipeline(
+            pieces,
+            self._read_piece,
+            assembler,
+            lambda piece: self._piece_cost(piece, out_dtype),
+            parallel,
+            max_ram_usage_in_bytes,
+        )
+        return self._with_progress(pipeline, end - start, show_progress)
+
+    def _piece_rows(self, max_piece_size: Optional[int]) -> int:
+        if max_piece_size is None:
+            return max(1, DEFAULT_PIECE_BYTES // self.byte_per_item)
+        _check_int("max_piece_size", max_piece_size, 1)
+        return max_piece_size
+
+    def _parallel_pieces(self, parallel_pieces: Optional[int], piece_rows: int, out_dtype: np.dtype, budget: int) -> int:
+        """Threads reading pieces: as asked, else as many pieces as the RAM budget holds, capped per storage kind."""
+        if parallel_pieces is not None:
+            _check_int("parallel_pieces", parallel_pieces, 1)
+            return parallel_pieces
+        piece_bytes = piece_rows * (self.dimension * out_dtype.itemsize + self.byte_per_item)
+        cap = MAX_DEFAULT_PARALLEL_LOCAL if self._storage.is_local else MAX_DEFAULT_PARALLEL_REMOTE
+        return max(1, min(cap, budget // max(1, piece_bytes)))
+
+    def _piece_cost(self, piece: Piece, out_dtype: np.dtype) -> int:
+        """Bytes a piece holds until its batch is handed over: its batch slice plus transient buffers."""
+        header = self.headers[piece.file_index]
+        return piece.rows * self.dimension * out_dtype.itemsize + self._format.transient_bytes(piece, header, out_dtype)
+
+    def _read_piece(self, piece: Piece, out: np.ndarray, cancel: threading.Event) -> Optional[pd.DataFrame]:
+        return self._format.read_piece(piece, self.headers[piece.file_index], out, cancel)
+
+    def _with_progress(self, batches: Pipeline, total_rows: int, show_progress: bool) -> Iterator[Batch]:
+        """The batches, advancing a tqdm bar (rows, and MB/s of stored bytes) on stderr when it is a terminal."""
+        with tqdm(
+            total=total_rows, unit=" rows", unit_scale=True, file=sys.stderr, disable=None if show_progress else True
+        ) as bar:
+            for emb, meta in batches:
+                bar.update(len(emb))
+                if not bar.disable and bar.format_dict.get("elapsed"):
+                    bar.set_postfix_str(f"{bar.n * self.byte_per_item / bar.format_dict['elapsed'] / 1e6:.0f} MB/s")
+                yield emb, meta
+
+
+def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:
+    """One folder or a list of folders, as a non-empty list of strings."""
+    folders = [embeddings_folder] if isinstance(embeddings_folder, str) else list(embeddings_folder)
+    if not folders or not all(isinstance(folder, str) and folder for folder in folders):
+        raise InvalidArgumentError(f"embeddings_folder must be a folder or a non-empty list of folders, got {folders!r}")
+    return [str(folder) for folder in folders]
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    """Reject non-integers (bools included) and values below `minimum`, naming the argument."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
