@@ -17,6 +17,7 @@ from .base import Format, check_consistent
 PROBE_BYTES = 256  # np.save writes 128-byte headers; one read usually gets the whole header
 _MAGIC = b"\x93NUMPY"
 _NUMERIC_KINDS = "fiu"
+CAST_BLOCK_BYTES = 2 * 2**20  # a cast buffer that fits in L2/L3: read and cast without a trip to RAM
 
 
 def npy_data_offset(path: str, prefix: bytes) -> int:
@@ -101,13 +102,28 @@ class NpyFormat(Format):
         """Fill `out` with rows from `first_row`: straight into it when dtypes match, else through a cast."""
         offset = header.data_offset + first_row * header.row_bytes
         stored = header.numpy_dtype
-        target = out if out.dtype == stored else np.empty(out.shape, dtype=stored)
-        self.storage.read_into(header.path, offset, memoryview(target).cast("B"), cancel)
-        if target is not out:
-            np.copyto(out, target, casting="unsafe")
+        if out.dtype == stored:
+            self.storage.read_into(header.path, offset, memoryview(out).cast("B"), cancel)
+        elif self.storage.is_local:
+            self._read_cast_in_blocks(header, offset, out, cancel)
+        else:
+            data = self.storage.read_range(header.path, offset, offset + len(out) * header.row_bytes, cancel)
+            np.copyto(out, np.frombuffer(data, dtype=stored).reshape(out.shape), casting="unsafe")
+
+    def _read_cast_in_blocks(
+        self, header: FileHeader, offset: int, out: np.ndarray, cancel: Optional[threading.Event]
+    ) -> None:
+        """Local read with a dtype cast through a small reused buffer that stays in the CPU cache."""
+        block_rows = max(1, CAST_BLOCK_BYTES // header.row_bytes)
+        buffer = np.empty((min(block_rows, len(out)), header.dimension), dtype=header.numpy_dtype)
+        for first in range(0, len(out), block_rows):
+            block = buffer[: min(block_rows, len(out) - first)]
+            self.storage.read_into(header.path, offset + first * header.row_bytes, memoryview(block).cast("B"), cancel)
+            np.copyto(out[first : first + len(block)], block, casting="unsafe")
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
-        cast_buffer = 0 if out_dtype == header.numpy_dtype else piece.rows * header.row_bytes
+        local = self.storage.is_local
+        cast_buffer = 0 if out_dtype == header.numpy_dtype else CAST_BLOCK_BYTES if local else piece.rows * header.row_bytes
         return cast_buffer + super().transient_bytes(piece, header, out_dtype)
 
 

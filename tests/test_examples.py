@@ -1,0 +1,57 @@
+"""The examples and the notebook run as written (on their generated samples) and print what they promise."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, *args: str) -> str:
+    """Run an example script with this interpreter; return its standard output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_demo_reports_the_collection_and_its_speed() -> None:
+    output = run_example("demo.py")
+    assert "count:      262144 embeddings in 8 files" in output
+    assert "dimension:  768 (float16, 1536 bytes each)" in output
+    assert "GB/s" in output
+
+
+def test_npy_example_reads_every_row() -> None:
+    output = run_example("npy_example.py")
+    assert "40000 embeddings of dimension 512 (float16)" in output
+    assert "rows 30000 to 39999" in output
+    assert "mean norm 1.000" in output
+    assert "first batch kept as float16: (1000, 512)" in output
+
+
+def test_parquet_example_reads_the_range_with_metadata() -> None:
+    output = run_example("parquet_example.py")
+    assert "(15000, 512) ['caption', 'url', 'i'] a photo of item 5000" in output
+    assert "(15000, 512) ['caption', 'url', 'i'] a photo of item 20000" in output
+
+
+def test_parquet_npy_example_aligns_metadata() -> None:
+    output = run_example("parquet_npy_example.py")
+    for first in range(0, 40000, 8000):
+        assert f"(8000, 512) {{'i': {first}, 'caption': 'a photo of item {first}'}}" in output
+
+
+def test_notebook_runs() -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(ROOT / "notebook" / "embedding_reader_getting_started.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    outputs = [output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert any("bytes pickled" in text for text in outputs)
