@@ -49,7 +49,7 @@ def _batch_meta(metas: Sequence[Optional[pd.DataFrame]], index: np.ndarray) -> p
     frames: List[pd.DataFrame] = [meta for meta in metas if meta is not None]
     if not frames:
         return pd.DataFrame({"i": index})
-    meta = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, copy=False)
+    meta = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     meta = meta.reset_index(drop=True)
     meta["i"] = index
     return meta

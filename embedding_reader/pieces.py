@@ -6,6 +6,7 @@ a file's read unit (a parquet row group) unless a batch boundary forces it, and 
 `max_piece_size` rows unless a single read unit is larger.
 """
 
+import numbers
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Iterator, List, Optional, Sequence
@@ -16,7 +17,7 @@ from .header import FileHeader
 
 @dataclass(frozen=True)
 class Piece:
-    """Rows [piece_start, piece_end) of file `file_index` (`path`) -> rows [batch_start, batch_end) of batch `batch_id`."""
+    """Rows [piece_start, piece_end) of file `file_index` (`path`) go to rows [batch_start, batch_end) of `batch_id`."""
 
     file_index: int
     path: str
@@ -56,22 +57,27 @@ def iter_pieces(
 ) -> Iterator[Piece]:
     """Lazy form of build_pieces, so billions of rows never need a list of every piece."""
     total = sum(header.count for header in headers)
-    end = total if end is None else min(end, total)
     _check_plan_arguments(batch_size, start, end, max_piece_size)
+    end = total if end is None else min(end, total)
+    if start > end:
+        raise InvalidArgumentError(f"start must be in [0, end={end}], got start={start}")
     file_starts = [0, *accumulate(header.count for header in headers)]
     for index, header in enumerate(headers):
         first, last = max(start, file_starts[index]), min(end, file_starts[index + 1])
         if first < last:
-            yield from _file_pieces(index, header, file_starts[index], first, last, start, end, batch_size, max_piece_size)
+            yield from _file_pieces(
+                index, header, file_starts[index], first, last, start, end, batch_size, max_piece_size
+            )
 
 
-def _check_plan_arguments(batch_size: int, start: int, end: int, max_piece_size: int) -> None:
+def _check_plan_arguments(batch_size: int, start: int, end: Optional[int], max_piece_size: int) -> None:
     """Reject arguments that would make an empty, endless or negative plan."""
     for name, value in (("batch_size", batch_size), ("max_piece_size", max_piece_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
-    if start < 0 or start > end:
-        raise InvalidArgumentError(f"start must be in [0, end={end}], got start={start}")
+    for name, value in (("start", start), ("end", 0 if end is None else end)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+            raise InvalidArgumentError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 def _file_pieces(
@@ -88,8 +94,7 @@ def _file_pieces(
     """Pieces for global rows [first, last) of one file, cut at chunk and batch boundaries."""
     chunk_ends = _chunk_ends(header, first - file_offset, last - file_offset, max_piece_size)
     position = first
-    for chunk_end in chunk_ends:
-        chunk_end += file_offset
+    for chunk_end in (file_offset + end for end in chunk_ends):
         while position < chunk_end:
             batch_id = (position - start) // batch_size
             batch_first = start + batch_id * batch_size
@@ -114,10 +119,7 @@ def _chunk_ends(header: FileHeader, first: int, last: int, max_piece_size: int) 
         return [*range(first + max_piece_size, last, max_piece_size), last]
     ends: List[int] = []
     chunk_start = chunk_end = first
-    for unit_end in accumulate(header.units):
-        if unit_end <= first:
-            continue
-        unit_end = min(unit_end, last)
+    for unit_end in (min(end, last) for end in accumulate(header.units) if end > first):
         if chunk_end > chunk_start and unit_end - chunk_start > max_piece_size:
             ends.append(chunk_end)
             chunk_start = chunk_end

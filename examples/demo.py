@@ -25,7 +25,8 @@ def main() -> None:
     print(f"dimension:  {reader.dimension} ({reader.dtype}, {reader.byte_per_item} bytes each)")
     print(f"total size: {reader.total_size / 1e6:.1f} MB")
     print(f"opened in   {started - opened:.3f} s")
-    print(f"read {rows} rows in {seconds:.3f} s: {reader.total_size / seconds / 1e9:.2f} GB/s, {rows / seconds:,.0f} rows/s")
+    speed = f"{reader.total_size / seconds / 1e9:.2f} GB/s, {rows / seconds:,.0f} rows/s"
+    print(f"read {rows} rows in {seconds:.3f} s: {speed}")
 
 
 if __name__ == "__main__":

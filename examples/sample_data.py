@@ -21,7 +21,9 @@ def _embeddings(rows: int, dimension: int, seed: int, dtype: str = "float32") ->
 def _captions(first: int, rows: int) -> pd.DataFrame:
     """Metadata aligned with embedding rows: a caption and a url per row."""
     ids = np.arange(first, first + rows)
-    return pd.DataFrame({"caption": [f"a photo of item {i}" for i in ids], "url": [f"https://example.com/{i}.jpg" for i in ids]})
+    return pd.DataFrame(
+        {"caption": [f"a photo of item {i}" for i in ids], "url": [f"https://example.com/{i}.jpg" for i in ids]}
+    )
 
 
 def npy_sample(files: int = 4, rows: int = 10_000, dimension: int = 512, dtype: str = "float16") -> str:
@@ -42,7 +44,9 @@ def parquet_sample(files: int = 4, rows: int = 10_000, dimension: int = 512) -> 
         for k in range(files):
             frame = _captions(k * rows, rows)
             frame["embedding"] = list(_embeddings(rows, dimension, k))
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), os.path.join(folder, f"part_{k:04d}.parquet"))
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False), os.path.join(folder, f"part_{k:04d}.parquet")
+            )
     return folder
 
 
@@ -53,5 +57,7 @@ def parquet_npy_sample(files: int = 4, rows: int = 10_000, dimension: int = 512)
     if not os.path.isdir(metadata):
         os.makedirs(metadata)
         for k in range(files):
-            pq.write_table(pa.Table.from_pandas(_captions(k * rows, rows)), os.path.join(metadata, f"metadata_{k:04d}.parquet"))
+            pq.write_table(
+                pa.Table.from_pandas(_captions(k * rows, rows)), os.path.join(metadata, f"metadata_{k:04d}.parquet")
+            )
     return embeddings, metadata

@@ -103,7 +103,7 @@ class NpyFormat(Format):
         offset = header.data_offset + first_row * header.row_bytes
         stored = header.numpy_dtype
         if out.dtype == stored:
-            self.storage.read_into(header.path, offset, memoryview(out).cast("B"), cancel)
+            self.storage.read_into(header.path, offset, out.data.cast("B"), cancel)
         elif self.storage.is_local:
             self._read_cast_in_blocks(header, offset, out, cancel)
         else:
@@ -118,12 +118,14 @@ class NpyFormat(Format):
         buffer = np.empty((min(block_rows, len(out)), header.dimension), dtype=header.numpy_dtype)
         for first in range(0, len(out), block_rows):
             block = buffer[: min(block_rows, len(out) - first)]
-            self.storage.read_into(header.path, offset + first * header.row_bytes, memoryview(block).cast("B"), cancel)
+            self.storage.read_into(header.path, offset + first * header.row_bytes, block.data.cast("B"), cancel)
             np.copyto(out[first : first + len(block)], block, casting="unsafe")
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         local = self.storage.is_local
-        cast_buffer = 0 if out_dtype == header.numpy_dtype else CAST_BLOCK_BYTES if local else piece.rows * header.row_bytes
+        cast_buffer = (
+            0 if out_dtype == header.numpy_dtype else CAST_BLOCK_BYTES if local else piece.rows * header.row_bytes
+        )
         return cast_buffer + super().transient_bytes(piece, header, out_dtype)
 
 

@@ -26,7 +26,9 @@ def embedding_matrix(column: pa.ChunkedArray, dimension: int, where: str) -> np.
     if not pa.types.is_fixed_size_list(array.type):
         lengths = np.diff(np.asarray(array.offsets))
         if len(lengths) and (lengths.min() != dimension or lengths.max() != dimension):
-            raise CorruptFileError(f"{where}: ragged embeddings, lengths {lengths.min()} to {lengths.max()}, expected {dimension}")
+            raise CorruptFileError(
+                f"{where}: ragged embeddings, lengths {lengths.min()} to {lengths.max()}, expected {dimension}"
+            )
     values = array.flatten()
     if values.null_count:
         raise CorruptFileError(f"{where}: {values.null_count} null values inside embeddings")
@@ -41,7 +43,9 @@ def meta_bytes_per_row(metadata: pq.FileMetaData, columns: Sequence[str]) -> int
         return 0
     schema = metadata.schema
     leaves = [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in set(columns)]
-    total = sum(metadata.row_group(g).column(j).total_uncompressed_size for g in range(metadata.num_row_groups) for j in leaves)
+    total = sum(
+        metadata.row_group(g).column(j).total_uncompressed_size for g in range(metadata.num_row_groups) for j in leaves
+    )
     return int(total / metadata.num_rows) + STRING_OVERHEAD_BYTES * len(columns)
 
 
@@ -97,7 +101,9 @@ class ParquetFormat(Format):
             if row_group.num_rows:
                 values, rows = row_group.column(leaf).num_values, row_group.num_rows
                 if values % rows:
-                    raise CorruptFileError(f"{redact(path)}: row group {group} has {values} values for {rows} rows (ragged)")
+                    raise CorruptFileError(
+                        f"{redact(path)}: row group {group} has {values} values for {rows} rows (ragged)"
+                    )
                 dimensions.add(values // rows)
         if len(dimensions) > 1:
             raise CorruptFileError(f"{redact(path)}: embeddings of dimensions {sorted(dimensions)} in one file")

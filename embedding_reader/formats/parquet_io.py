@@ -50,7 +50,7 @@ class ParquetIO:
 
     def __init__(self, storage: Storage):
         self.storage = storage
-        self._cache: "OrderedDict[str, pq.FileMetaData]" = OrderedDict()
+        self._cache: OrderedDict[str, pq.FileMetaData] = OrderedDict()
         self._lock = threading.Lock()
 
     def read_footers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[Tuple[ParquetFooter, pq.FileMetaData]]:
@@ -68,7 +68,9 @@ class ParquetIO:
         assert metadata is not None
         row_groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
         if sum(row_groups) != metadata.num_rows:
-            raise CorruptFileError(f"{redact(path)}: row groups hold {sum(row_groups)} rows, footer says {metadata.num_rows}")
+            raise CorruptFileError(
+                f"{redact(path)}: row groups hold {sum(row_groups)} rows, footer says {metadata.num_rows}"
+            )
         self._remember(path, metadata)
         return ParquetFooter(path, size, footer_length, row_groups), metadata
 
@@ -132,7 +134,9 @@ def _row_groups_covering(row_groups: Sequence[int], first: int, last: int) -> Tu
     return groups, ends[groups[0]] - row_groups[groups[0]]
 
 
-def _column_chunk_ranges(metadata: pq.FileMetaData, groups: Sequence[int], columns: Sequence[str]) -> List[Tuple[int, int]]:
+def _column_chunk_ranges(
+    metadata: pq.FileMetaData, groups: Sequence[int], columns: Sequence[str]
+) -> List[Tuple[int, int]]:
     """Byte ranges of the column chunks of the wanted top-level columns in the wanted row groups."""
     schema = metadata.schema
     leaves = [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in set(columns)]
