@@ -12,8 +12,8 @@ $(PY):
 install: $(PY)  ## the package and its core dependencies
 	$(PIP) -e .
 
-install-dev: $(PY)  ## the package with every extra, plus test and lint tools
-	$(PIP) -e ".[all]" -r requirements-test.txt
+install-dev: $(PY)  ## the package with the extras the tests exercise (s3, http, ray), plus test and lint tools
+	$(PIP) -e ".[s3,http,ray]" -r requirements-test.txt
 
 lint: install-dev  ## format check, linter, type check
 	$(PY) -m black --check $(SOURCES)
