@@ -7,6 +7,7 @@ block, no HEAD per read. Local files are read straight into the caller's buffer 
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fsspec
@@ -15,7 +16,8 @@ from fsspec.implementations.local import LocalFileSystem
 from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ShortReadError
 from .retry import RetryPolicy, call_with_retries
 
-HEADER_READ_THREADS = 32
+HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
+HEADER_READ_CONCURRENCY = 128  # for async filesystems (http, s3, gcs): requests in flight at once
 
 _USERINFO = re.compile(r"(?<=://)[^/@]+@")
 
@@ -30,10 +32,30 @@ def byte_range(path: str, start: int, end: int) -> str:
     return f"{redact(path)} bytes [{start}, {end})"
 
 
+@dataclass
+class StorageStats:
+    """Thread-safe counters of the range reads a Storage got answered (`cat_file`, `cat_ranges`) and their bytes.
+
+    That is every read of a remote file; local files count only their headers and footers, since
+    their bodies are read in place.
+    """
+
+    requests: int = 0
+    bytes_read: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, nbytes: int) -> None:
+        """Count one answered request of `nbytes` bytes."""
+        with self._lock:
+            self.requests += 1
+            self.bytes_read += nbytes
+
+
 class Storage:
     """One fsspec filesystem plus the retry policy; picklable (the filesystem is rebuilt on demand).
 
     `storage_options` may hold secrets: they are kept out of repr and of every message.
+    `stats` counts this instance's range reads (a copy starts from zero).
     """
 
     def __init__(self, url: str, storage_options: Optional[Dict[str, Any]], retry_policy: RetryPolicy):
@@ -42,6 +64,7 @@ class Storage:
         self.protocol = _protocol(url)
         self._fs: Optional[fsspec.AbstractFileSystem] = None
         self._lock = threading.Lock()
+        self.stats = StorageStats()
 
     def __repr__(self) -> str:
         return f"Storage(protocol={self.protocol!r}, options=<{len(self._options)} hidden>)"
@@ -53,6 +76,7 @@ class Storage:
         self.__dict__.update(state)
         self._fs = None
         self._lock = threading.Lock()
+        self.stats = StorageStats()
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
@@ -76,22 +100,39 @@ class Storage:
         return self.fs._strip_protocol(url)  # pylint: disable=protected-access
 
     def find(self, folder: str, extension: str) -> List[Tuple[str, Optional[int]]]:
-        """Files under `folder` (recursively) ending with `extension`, sorted, with their sizes when known."""
-        path = self.strip(folder)
-        entries = call_with_retries(
-            lambda: self._find_entries(path), f"listing {redact(folder)}", self.retry_policy
-        )
-        files = [(name, info.get("size")) for name, info in entries.items() if info.get("type") != "directory"]
-        return sorted((name, size) for name, size in files if name.endswith(extension))
+        """Files under `folder` (recursively) ending with `extension`, sorted, with their sizes when known.
 
-    def _find_entries(self, path: str) -> Dict[str, Dict[str, Any]]:
-        """Raw recursive listing; a missing folder is a clear error, not an empty list."""
-        try:
-            if not self.fs.isdir(path):
-                raise NoEmbeddingsFoundError(f"folder not found: {redact(path)}")
-            return self.fs.find(path, detail=True)
-        except FileNotFoundError as exc:
-            raise NoEmbeddingsFoundError(f"folder not found: {redact(path)}") from exc
+        Walks one directory listing at a time, each retried: fsspec's own `find` silently skips a
+        sub-folder whose listing fails, which would silently drop files from the collection.
+        """
+        root = self.strip(folder)
+        files: List[Tuple[str, Optional[int]]] = []
+        pending = [root]
+        while pending:
+            directory = pending.pop()
+            for entry in self._list_directory(directory, is_root=directory == root):
+                name = entry["name"].rstrip("/")
+                if entry.get("type") == "directory":
+                    if name != directory.rstrip("/"):
+                        pending.append(name)
+                elif name.endswith(extension):
+                    files.append((name, entry.get("size")))
+        return sorted(set(files))
+
+    def _list_directory(self, directory: str, is_root: bool) -> List[Dict[str, Any]]:
+        """One retried directory listing; a missing root folder is a clear error, not an empty collection."""
+
+        def listing() -> List[Dict[str, Any]]:
+            try:
+                return self.fs.ls(directory, detail=True, refresh=True)
+            except FileNotFoundError as exc:
+                if is_root:
+                    raise NoEmbeddingsFoundError(f"folder not found: {redact(directory)}") from exc
+                raise ShortReadError(f"listing {redact(directory)} failed: {exc}") from exc  # listed a moment ago
+
+        if is_root and self.is_local and not self.fs.isdir(directory):
+            raise NoEmbeddingsFoundError(f"folder not found: {redact(directory)}")
+        return call_with_retries(listing, f"listing {redact(directory)}", self.retry_policy)
 
     def read_range(self, path: str, start: int, end: int, cancel: Optional[threading.Event] = None) -> bytes:
         """Exactly bytes [start, end) of a file, retried on transient errors; a short answer is never used."""
@@ -100,19 +141,61 @@ class Storage:
         )
 
     def _read_exact(self, path: str, start: int, end: int) -> bytes:
-        data = self.fs.cat_file(path, start=start, end=end)
+        data = self._counted_cat(path, start, end)
         if len(data) != end - start:
             if self.is_local:
                 raise CorruptFileError(f"{byte_range(path, start, end)}: file ends early, got {len(data)} bytes")
             raise ShortReadError(f"{byte_range(path, start, end)}: got {len(data)} bytes")
         return data
 
-    def read_ranges(self, requests: Sequence[Tuple[str, int, int]]) -> List[bytes]:
-        """Many exact range reads at once (file headers): concurrent for remote filesystems."""
+    def read_ranges(self, requests: Sequence[Tuple[str, int, int]], allow_short: bool = False) -> List[bytes]:
+        """Many exact range reads at once (file headers and footers): concurrent for remote filesystems.
+
+        With `allow_short`, an answer shorter than asked is returned as is (the caller checks it
+        against what the file says of itself); every failed or too-long answer is retried alone.
+        """
         if self.is_local or len(requests) <= 1:
-            return [self.read_range(*request) for request in requests]
+            return [self._read_checked(request, allow_short) for request in requests]
+        if getattr(self.fs, "async_impl", False):
+            paths, starts, ends = (list(column) for column in zip(*requests))
+            answers = self.fs.cat_ranges(paths, starts, ends, on_error="return", batch_size=HEADER_READ_CONCURRENCY)
+            return [self._accept(answer, request, allow_short) for answer, request in zip(answers, requests)]
         with ThreadPoolExecutor(min(HEADER_READ_THREADS, len(requests))) as pool:
-            return list(pool.map(lambda request: self.read_range(*request), requests))
+            return list(pool.map(lambda request: self._read_checked(request, allow_short), requests))
+
+    def _accept(self, answer: Any, request: Tuple[str, int, int], allow_short: bool) -> bytes:
+        """A concurrent read's answer if it has the right length, else the same read again, alone and retried."""
+        path, start, end = request
+        if isinstance(answer, bytes):
+            self.stats.add(len(answer))
+            if len(answer) == end - start or (allow_short and len(answer) < end - start):
+                return answer
+        return self._read_checked(request, allow_short)
+
+    def _read_checked(self, request: Tuple[str, int, int], allow_short: bool) -> bytes:
+        """One retried range read, exact unless `allow_short`."""
+        path, start, end = request
+        if not allow_short:
+            return self.read_range(path, start, end)
+        return call_with_retries(
+            lambda: self._counted_cat(path, start, end), byte_range(path, start, end), self.retry_policy
+        )
+
+    def _counted_cat(self, path: str, start: int, end: int) -> bytes:
+        data = self.fs.cat_file(path, start=start, end=end)
+        self.stats.add(len(data))
+        if len(data) > end - start:
+            raise ShortReadError(f"{byte_range(path, start, end)}: got {len(data)} bytes, more than asked")
+        return data
+
+    def sizes(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[int]:
+        """Sizes of the files, asking storage (concurrently) only for those the listing did not give."""
+        unknown = [path for path, size in files if size is None]
+        if not unknown:
+            return [int(size) for _, size in files]  # type: ignore[arg-type]
+        with ThreadPoolExecutor(min(HEADER_READ_THREADS, len(unknown))) as pool:
+            found = dict(zip(unknown, pool.map(self.size, unknown)))
+        return [found[path] if size is None else size for path, size in files]
 
     def read_into(self, path: str, start: int, out: memoryview, cancel: Optional[threading.Event] = None) -> None:
         """Fill `out` with the file's bytes from `start`: straight from disk locally, else one ranged read."""

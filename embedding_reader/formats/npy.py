@@ -80,7 +80,9 @@ class NpyFormat(Format):
 
     def read_npy_headers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[FileHeader]:
         """Headers of the npy files, read in parallel: one exact range read each (two for long headers)."""
-        probes = self.storage.read_ranges([(path, 0, _probe_length(size)) for path, size in files])
+        # A short probe is fine as long as it holds the header: the rest of the header is read exactly,
+        # and the rows are checked against the file size here (when listed) and by every later read.
+        probes = self.storage.read_ranges([(path, 0, _probe_length(size)) for path, size in files], allow_short=True)
         offsets = [npy_data_offset(path, probe) for (path, _size), probe in zip(files, probes)]
         missing = [(path, len(probe), offset) for (path, _), probe, offset in zip(files, probes, offsets)]
         rests = iter(self.storage.read_ranges([request for request in missing if request[1] < request[2]]))

@@ -55,7 +55,7 @@ class ParquetIO:
 
     def read_footers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[Tuple[ParquetFooter, pq.FileMetaData]]:
         """Footers of many files, fetched concurrently; usually one exact tail read per file."""
-        sizes = [size if size is not None else self.storage.size(path) for path, size in files]
+        sizes = self.storage.sizes(files)
         requests = [(path, max(0, size - TAIL_PROBE_BYTES), size) for (path, _), size in zip(files, sizes)]
         tails = self.storage.read_ranges(requests)
         return [self._footer(path, tail, size) for (path, _), tail, size in zip(files, tails, sizes)]

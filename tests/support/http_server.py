@@ -1,0 +1,168 @@
+"""Threaded HTTP/1.1 static file server over a local folder, with byte ranges, listings and injected faults."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+from urllib.parse import quote, unquote, urlsplit
+
+from .base import CHUNK_BYTES, FaultHandler, LoopbackServer
+from .faults import STATUS_OF_FAULT, FaultConfig, FaultKind, ResponsePlan
+
+__all__ = ["FaultConfig", "RangeHTTPServer", "UnsatisfiableRange", "parse_range"]
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+class UnsatisfiableRange(ValueError):
+    """The Range header asks for bytes the file does not have (answered 416)."""
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Return the inclusive (first, last) byte positions asked by a single-range header, or None for the whole file.
+
+    ``bytes=a-b``, ``bytes=a-`` and ``bytes=-n`` are understood; headers that do not parse (other units, several
+    ranges) are ignored as RFC 9110 allows. Raises UnsatisfiableRange for ranges past the end or inverted.
+    """
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise UnsatisfiableRange(header)
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    if start >= size or (last and int(last) < start):
+        raise UnsatisfiableRange(header)
+    return start, min(int(last), size - 1) if last else size - 1
+
+
+def _file_chunks(path: Path, first: int, length: int) -> Iterator[bytes]:
+    """Yield ``length`` bytes of the file from offset ``first``, in chunks of at most CHUNK_BYTES."""
+    with path.open("rb") as file:
+        file.seek(first)
+        remaining = length
+        while remaining > 0:
+            chunk = file.read(min(CHUNK_BYTES, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _listing_html(url_path: str, folder: Path) -> bytes:
+    """Render a folder as HTML links that fsspec's HTTPFileSystem parses (folders end with a slash)."""
+    base = url_path.rstrip("/") + "/"
+    items = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        slash = "/" if entry.is_dir() else ""
+        items.append(f'<li><a href="{quote(entry.name)}{slash}">{html.escape(entry.name)}{slash}</a></li>')
+    title = html.escape(base)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><base href="{quote(base)}">'
+        f"<title>Index of {title}</title></head>\n<body><ul>\n" + "\n".join(items) + "\n</ul></body></html>\n"
+    ).encode()
+
+
+class _StaticFileHandler(FaultHandler):
+    """Answers GET/HEAD for files (with ranges) and folders (with listings) under the server root."""
+
+    def do_GET(self) -> None:
+        """Serve a GET."""
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        """Serve a HEAD: the headers a GET would get."""
+        self._serve()
+
+    def _serve(self) -> None:
+        """Dispatch to a listing, a file, or a 404."""
+        self.begin_request()
+        url_path = unquote(urlsplit(self.path).path)
+        target = self._resolve(url_path)
+        if target is not None and target.is_dir():
+            self._serve_listing(url_path, target)
+        elif target is not None and target.is_file():
+            self._serve_file(url_path, target)
+        else:
+            self._serve_plain(url_path, 404, b"not found\n", {})
+
+    def _resolve(self, url_path: str) -> Path | None:
+        """Map a URL path to a path under the root; None if it escapes the root or does not exist."""
+        root = cast(RangeHTTPServer, self.owner).root
+        candidate = (root / url_path.lstrip("/")).resolve()
+        if candidate != root and root not in candidate.parents:
+            return None
+        return candidate if candidate.exists() else None
+
+    def _serve_plain(self, url_path: str, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """Answer a small fault-exempt response (listing, 404, 416); only ``always_fail`` overrides it."""
+        fault = self.decide_fault(ResponsePlan(url_path, len(body), is_head=self.command == "HEAD", exempt=True))
+        if fault is not None:
+            self.send_status_fault(fault)
+            return
+        self.write_head(status, {"Content-Type": "text/plain; charset=utf-8", **headers}, len(body))
+        if self.command != "HEAD":
+            self.write_body([body], len(body))
+
+    def _serve_listing(self, url_path: str, folder: Path) -> None:
+        """Answer an HTML listing of the folder."""
+        self._serve_plain(url_path, 200, _listing_html(url_path, folder), {"Content-Type": "text/html; charset=utf-8"})
+
+    def _serve_file(self, url_path: str, path: Path) -> None:
+        """Answer the file or the asked byte range of it, possibly with an injected fault."""
+        stat = path.stat()
+        size = stat.st_size
+        try:
+            byte_range = parse_range(self.headers.get("Range"), size)
+        except UnsatisfiableRange:
+            self._serve_plain(url_path, 416, b"range not satisfiable\n", {"Content-Range": f"bytes */{size}"})
+            return
+        first, last = byte_range or (0, size - 1)
+        length = last - first + 1
+        is_head = self.command == "HEAD"
+        fault = self.decide_fault(ResponsePlan(url_path, length, is_head, is_partial=byte_range is not None))
+        if fault in STATUS_OF_FAULT:
+            self.send_status_fault(fault)
+            return
+        if fault is FaultKind.SHORT_206:
+            length //= 2
+            last = first + length - 1
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Accept-Ranges": "bytes",
+            "Last-Modified": self.date_time_string(int(stat.st_mtime)),
+            "ETag": f'"{size:x}-{stat.st_mtime_ns:x}"',
+        }
+        if byte_range is not None:
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        self.write_head(206 if byte_range is not None else 200, headers, length)
+        if not is_head:
+            self.write_body(_file_chunks(path, first, length), length, fault)
+
+
+class RangeHTTPServer(LoopbackServer):
+    """Static file server over ``root`` on http://127.0.0.1:<free port>, for fsspec/aiohttp clients.
+
+    ``latency_s`` is slept before answering each request; ``bytes_per_s_per_connection`` caps each response body's
+    rate; ``faults`` injects errors. Use as a context manager or with ``start()``/``stop()``; read ``url``/``stats``.
+    """
+
+    handler_class = _StaticFileHandler
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        faults: FaultConfig | None = None,
+        latency_s: float = 0.0,
+        bytes_per_s_per_connection: float | None = None,
+    ) -> None:
+        """Serve the files under ``root``."""
+        super().__init__(faults, latency_s, bytes_per_s_per_connection)
+        self.root = Path(root).resolve()
