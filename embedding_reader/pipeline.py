@@ -4,6 +4,9 @@ Memory rule: a piece is submitted only while the bytes held by submitted-but-not
 batches stay within the budget; the batch the caller waits for is always allowed to complete, so
 a budget smaller than one batch slows the read down but never deadlocks it. Peak memory is thus
 about the budget, plus the batch being assembled, plus the batch the caller holds.
+
+Latency rule: until the first batch is handed over, only its pieces are read, so it does not share
+the storage's bandwidth with prefetches and arrives as soon as its own pieces are read.
 """
 
 import threading
@@ -51,6 +54,7 @@ class Pipeline:
         self._parallel, self._budget = parallel, budget
         self._pending: Deque[_PendingBatch] = deque()
         self._in_flight = 0
+        self._handed_over = 0
         self._cancel = threading.Event()
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, pd.DataFrame]]:
@@ -71,8 +75,8 @@ class Pipeline:
         while self._next is not None:
             piece, cost = self._next, self._piece_cost(self._next)
             oldest = self._pending[0].batch_id if self._pending else piece.batch_id
-            if piece.batch_id != oldest and self._in_flight + cost > self._budget:
-                return
+            if piece.batch_id != oldest and (self._in_flight + cost > self._budget or not self._handed_over):
+                return  # over budget, or the first batch is still being read: it gets every thread
             if not self._pending or self._pending[-1].batch_id != piece.batch_id:
                 self._pending.append(_PendingBatch(piece.batch_id))
             out = self._assembler.slot(piece)
@@ -85,12 +89,14 @@ class Pipeline:
         """Read one piece in a worker thread; failures name the file and rows."""
         if self._cancel.is_set():
             return None
+        where = f"{redact(piece.path)} rows [{piece.piece_start}, {piece.piece_end})"
         try:
             return self._read_piece(piece, out, self._cancel)
-        except EmbeddingReaderError:
-            raise
+        except EmbeddingReaderError as exc:
+            if where in str(exc):
+                raise
+            raise type(exc)(f"{where}: {exc}") from exc
         except Exception as exc:
-            where = f"{redact(piece.path)} rows [{piece.piece_start}, {piece.piece_end})"
             raise ReadFailedError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
     def _complete_oldest(self) -> Tuple[np.ndarray, pd.DataFrame]:
@@ -99,4 +105,5 @@ class Pipeline:
         metas = [future.result() for future in batch.futures]
         self._pending.popleft()
         self._in_flight -= batch.cost
+        self._handed_over += 1
         return self._assembler.complete(batch.batch_id, metas)

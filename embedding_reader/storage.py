@@ -83,8 +83,19 @@ class Storage:
         """The fsspec filesystem, created on first use (and again after unpickling)."""
         with self._lock:
             if self._fs is None:
-                self._fs = fsspec.filesystem(self.protocol, **self._options)
+                self._fs = self._make_filesystem()
             return self._fs
+
+    def _make_filesystem(self) -> fsspec.AbstractFileSystem:
+        """The fsspec filesystem for the protocol; an unknown protocol or a missing package is a clear error."""
+        try:
+            return fsspec.filesystem(self.protocol, **self._options)
+        except ImportError as exc:
+            raise InvalidArgumentError(
+                f"reading {self.protocol}:// needs a package that is not installed: {exc}"
+            ) from exc
+        except ValueError as exc:
+            raise InvalidArgumentError(f"unknown protocol {self.protocol!r}: {exc}") from exc
 
     @property
     def is_local(self) -> bool:
@@ -102,10 +113,11 @@ class Storage:
     def find(self, folder: str, extension: str) -> List[Tuple[str, Optional[int]]]:
         """Files under `folder` (recursively) ending with `extension`, sorted, with their sizes when known.
 
-        Walks one directory listing at a time, each retried: fsspec's own `find` silently skips a
-        sub-folder whose listing fails, which would silently drop files from the collection.
+        `folder` is in the filesystem's own form (what `strip` returns: `bucket/key` for s3), so it is
+        not stripped again. Walks one directory listing at a time, each retried: fsspec's own `find`
+        silently skips a sub-folder whose listing fails, which would silently drop files from the collection.
         """
-        root = self.strip(folder)
+        root = folder.rstrip("/") or folder
         files: List[Tuple[str, Optional[int]]] = []
         pending = [root]
         while pending:
@@ -165,7 +177,7 @@ class Storage:
 
     def _accept(self, answer: Any, request: Tuple[str, int, int], allow_short: bool) -> bytes:
         """A concurrent read's answer if it has the right length, else the same read again, alone and retried."""
-        path, start, end = request
+        _, start, end = request
         if isinstance(answer, bytes):
             self.stats.add(len(answer))
             if len(answer) == end - start or (allow_short and len(answer) < end - start):
@@ -213,8 +225,21 @@ class Storage:
                 filled += got
 
     def size(self, path: str) -> int:
-        """Size in bytes of a file (one metadata request for remote files)."""
-        return int(call_with_retries(lambda: self.fs.size(path), f"size of {redact(path)}", self.retry_policy))
+        """Size in bytes of a file just listed (one metadata request for remote files).
+
+        fsspec's http `info` turns every failure of its HEAD and GET into FileNotFoundError, so a
+        remote "not found" for a file the listing gave a moment ago is retried like a transient error.
+        """
+
+        def size() -> int:
+            try:
+                return int(self.fs.size(path))
+            except FileNotFoundError as exc:
+                if self.is_local:
+                    raise
+                raise ShortReadError(f"size of {redact(path)}: {type(exc).__name__}: {exc}") from exc
+
+        return call_with_retries(size, f"size of {redact(path)}", self.retry_policy)
 
 
 def _protocol(url: str) -> str:

@@ -61,9 +61,10 @@ class ParquetFormat(Format):
 
     def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
         footers = self.parquet.read_footers(self.list_files(folders))
-        return check_consistent([self._header(footer, metadata) for footer, metadata in footers])
+        return check_consistent([self.file_header(footer, metadata) for footer, metadata in footers])
 
-    def _header(self, footer: ParquetFooter, metadata: pq.FileMetaData) -> FileHeader:
+    def file_header(self, footer: ParquetFooter, metadata: pq.FileMetaData) -> FileHeader:
+        """One file's header from its footer, after checking its columns and embedding type."""
         path = footer.path
         check_columns(path, metadata, [self.embedding_column, *self.meta_columns])
         value_type, dimension = self._embedding_type(path, metadata)

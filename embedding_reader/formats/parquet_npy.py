@@ -38,9 +38,9 @@ class ParquetNpyFormat(NpyFormat):
             )
         headers = self.read_npy_headers(embedding_files)
         footers = self.parquet.read_footers(metadata_files)
-        return check_consistent([self._paired(header, *footer) for header, footer in zip(headers, footers)])
+        return check_consistent([self.pair(header, *footer) for header, footer in zip(headers, footers)])
 
-    def _paired(self, header: FileHeader, footer, metadata) -> FileHeader:
+    def pair(self, header: FileHeader, footer, metadata) -> FileHeader:
         """The npy header joined with its metadata file's footer, after checking they hold the same rows."""
         if metadata.num_rows != header.count:
             raise InconsistentCollectionError(
