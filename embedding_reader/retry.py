@@ -85,7 +85,9 @@ def call_with_retries(
             if not is_transient(exc):
                 raise ReadFailedError(f"{describe}: {_summary(exc)} (permanent error, not retried)") from exc
             if attempt + 1 == policy.max_attempts:
-                raise ReadFailedError(f"{describe}: failed after {policy.max_attempts} attempts: {_summary(exc)}") from exc
+                raise ReadFailedError(
+                    f"{describe}: failed after {policy.max_attempts} attempts: {_summary(exc)}"
+                ) from exc
             _sleep(policy.delay(attempt), cancel)
     raise AssertionError("unreachable")
 
