@@ -8,6 +8,7 @@ SOURCES := embedding_reader tests examples benchmarks setup.py
 
 $(PY):
 	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip  # a resolver that handles s3fs's pins
 
 install: $(PY)  ## the package and its core dependencies
 	$(PIP) -e .
