@@ -28,7 +28,6 @@ setup(
     entry_points={"console_scripts": ["embedding-reader=embedding_reader.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: MIT License",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )
