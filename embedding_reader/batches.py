@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from .errors import InconsistentCollectionError
 from .pieces import Piece
 
 
@@ -50,6 +51,10 @@ def _batch_meta(metas: Sequence[Optional[pd.DataFrame]], index: np.ndarray) -> p
     if not frames:
         return pd.DataFrame({"i": index})
     meta = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if len(meta) != len(index):
+        raise InconsistentCollectionError(
+            f"metadata of rows [{index[0]}, {index[-1] + 1}) has {len(meta)} rows instead of {len(index)}"
+        )
     meta = meta.reset_index(drop=True)
     meta["i"] = index
     return meta

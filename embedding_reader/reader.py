@@ -1,6 +1,7 @@
 """EmbeddingReader: the facade that picks a format, reads the headers once, and plans and runs reads."""
 
 import numbers
+import os
 import sys
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -46,7 +47,9 @@ class EmbeddingReader:
         folders = _as_folder_list(embeddings_folder)
         format_cls = format_class(file_format)
         if meta_columns and file_format == "npy":
-            raise InvalidArgumentError("meta_columns needs file_format 'parquet' or 'parquet_npy'; npy holds no metadata")
+            raise InvalidArgumentError(
+                "meta_columns needs file_format 'parquet' or 'parquet_npy'; npy holds no metadata"
+            )
         self.embeddings_folder = embeddings_folder
         self.file_format = file_format
         self.embedding_column = embedding_column
@@ -60,6 +63,11 @@ class EmbeddingReader:
         cls = format_cls or format_class(self.file_format)
         metadata_folder = self._storage.strip(self.metadata_folder) if self.metadata_folder else None
         return cls(self._storage, self.embedding_column, self.meta_columns, metadata_folder)
+
+    @property
+    def storage(self) -> Storage:
+        """Where the files live: the fsspec filesystem, the retry policy, and counters of the reads made."""
+        return self._storage
 
     @property
     def count(self) -> int:
@@ -156,13 +164,49 @@ class EmbeddingReader:
         )
         return self._with_progress(pipeline, end - start, show_progress)
 
+    def to_ray_dataset(
+        self,
+        start: int = 0,
+        end: Optional[int] = None,
+        *,
+        batch_size: Optional[int] = None,
+        output_dtype: Any = np.float32,
+        max_piece_size: Optional[int] = None,
+        parallel_pieces: Optional[int] = None,
+        override_num_blocks: Optional[int] = None,
+        **ray_args: Any,
+    ) -> Any:
+        """Rows [start, min(end, count)) as a `ray.data.Dataset` with columns `embedding` (n, dim), `i`, meta columns.
+
+        One read task per group of whole pieces, about `override_num_blocks` of them (default: Ray's choice);
+        `batch_size` rows per block (default: Ray's target block size). Blocks come in no fixed order
+        unless Ray's `preserve_order` is set: sort or join on `i`. Other keyword arguments go to
+        `ray.data.read_datasource` (`concurrency`, `num_cpus`, ...). Needs the `ray` extra;
+        supported Ray versions: 2.40 to 2.60 (`embedding_reader.ray.SUPPORTED_RAY`).
+        """
+        from .ray import read_ray_dataset
+
+        return read_ray_dataset(
+            self,
+            start,
+            end,
+            batch_size=batch_size,
+            output_dtype=output_dtype,
+            max_piece_size=max_piece_size,
+            parallel_pieces=parallel_pieces,
+            override_num_blocks=override_num_blocks,
+            **ray_args,
+        )
+
     def _piece_rows(self, max_piece_size: Optional[int]) -> int:
         if max_piece_size is None:
             return max(1, DEFAULT_PIECE_BYTES // self.byte_per_item)
         _check_int("max_piece_size", max_piece_size, 1)
         return max_piece_size
 
-    def _parallel_pieces(self, parallel_pieces: Optional[int], piece_rows: int, out_dtype: np.dtype, budget: int) -> int:
+    def _parallel_pieces(
+        self, parallel_pieces: Optional[int], piece_rows: int, out_dtype: np.dtype, budget: int
+    ) -> int:
         """Threads reading pieces: as asked, else as many pieces as the RAM budget holds, capped per storage kind."""
         if parallel_pieces is not None:
             _check_int("parallel_pieces", parallel_pieces, 1)
@@ -187,16 +231,20 @@ class EmbeddingReader:
             for emb, meta in batches:
                 bar.update(len(emb))
                 if not bar.disable and bar.format_dict.get("elapsed"):
-                    bar.set_postfix_str(f"{bar.n * self.byte_per_item / bar.format_dict['elapsed'] / 1e6:.0f} MB/s")
+                    rate = bar.n * self.byte_per_item / bar.format_dict["elapsed"] / 1e6
+                    bar.set_postfix_str(f"{rate:.0f} MB/s", refresh=False)  # drawn by the next throttled update
                 yield emb, meta
 
 
 def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:
     """One folder or a list of folders, as a non-empty list of strings."""
-    folders = [embeddings_folder] if isinstance(embeddings_folder, str) else list(embeddings_folder)
-    if not folders or not all(isinstance(folder, str) and folder for folder in folders):
-        raise InvalidArgumentError(f"embeddings_folder must be a folder or a non-empty list of folders, got {folders!r}")
-    return [str(folder) for folder in folders]
+    single = isinstance(embeddings_folder, (str, os.PathLike))
+    folders: List[Any] = [embeddings_folder] if single else list(embeddings_folder)
+    if not folders or not all(isinstance(folder, (str, os.PathLike)) and os.fspath(folder) for folder in folders):
+        raise InvalidArgumentError(
+            f"embeddings_folder must be a folder or a non-empty list of folders, got {folders!r}"
+        )
+    return [os.fspath(folder) for folder in folders]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
