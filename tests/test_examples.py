@@ -55,3 +55,17 @@ def test_notebook_runs() -> None:
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     outputs = [output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert any("bytes pickled" in text for text in outputs)
+
+
+def test_spark_by_ranges_example_reads_every_range_once() -> None:
+    output = run_example("spark_by_ranges.py")
+    assert "range [35000, 40000): 5000 rows, mean norm 1.000, first caption 'a photo of item 35000'" in output
+    assert "40000 rows read once each by 2 processes" in output
+
+
+def test_ray_example_labels_every_row() -> None:
+    pytest.importorskip("ray")
+    output = run_example("ray_example.py")
+    assert "200000 rows labelled" in output
+    counts = output.split("rows per label: [")[1].split("]")[0]
+    assert sum(int(count) for count in counts.split(",")) == 200000
