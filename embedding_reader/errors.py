@@ -4,6 +4,9 @@ EmbeddingReaderError is a ValueError, so callers that already catch ValueError k
 subclasses that describe missing files or failed I/O are also the matching built-in exceptions.
 """
 
+import numbers
+from typing import Any
+
 
 class EmbeddingReaderError(ValueError):
     """Root of every error raised by embedding_reader."""
@@ -42,3 +45,9 @@ class ReadFailedError(EmbeddingReaderError, OSError):
 
 class ShortReadError(EmbeddingReaderError, OSError):
     """Storage returned fewer (or more) bytes than asked; transient for remote storage."""
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """Reject non-integers (bools included) and values below `minimum`, naming the argument."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -22,10 +22,10 @@ import ray.data
 from ray.data.block import Block, BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from .errors import InvalidArgumentError
+from .errors import check_int
 from .header import FileHeader
 from .pieces import iter_pieces
-from .reader import EmbeddingReader, _check_int
+from .reader import EmbeddingReader
 
 SUPPORTED_RAY = ">=2.40, <=2.60 (tested: 2.40.0, 2.48.0, 2.60.0)"
 INDEX_BYTES = np.dtype(np.int64).itemsize
@@ -51,13 +51,15 @@ class EmbeddingDatasource(Datasource):
         parallel_pieces: Optional[int] = None,
     ):
         super().__init__()
-        end = reader.count if end is None else end
-        _check_read_arguments(reader, start, end, batch_size, parallel_pieces)
-        self.reader, self.start, self.end = reader, start, min(end, reader.count)
+        for name, value in (("batch_size", batch_size), ("parallel_pieces", parallel_pieces)):
+            if value is not None:
+                check_int(name, value, 1)
+        self.reader = reader
+        self.start, self.end = reader.resolve_range(start, end)
         self.batch_size, self.parallel_pieces = batch_size, parallel_pieces
         self.output_dtype = output_dtype
-        self.out_dtype = reader.dtype.newbyteorder("=") if output_dtype is None else np.dtype(output_dtype)
-        self.piece_rows = reader._piece_rows(max_piece_size)  # pylint: disable=protected-access
+        self.out_dtype = reader.resolve_output_dtype(output_dtype)
+        self.piece_rows = reader.piece_rows(max_piece_size)
         self.file_starts = [0, *accumulate(header.count for header in reader.headers)]
 
     def get_name(self) -> str:
@@ -182,23 +184,9 @@ def read_ray_dataset(
     """A `ray.data.Dataset` of rows [start, end) of `reader`; `ray_args` go to `ray.data.read_datasource`."""
     datasource = EmbeddingDatasource(reader, start, end, batch_size, output_dtype, max_piece_size, parallel_pieces)
     if override_num_blocks is not None:
-        _check_int("override_num_blocks", override_num_blocks, 1)
+        check_int("override_num_blocks", override_num_blocks, 1)
         ray_args["override_num_blocks"] = override_num_blocks
     return ray.data.read_datasource(datasource, **ray_args)
-
-
-def _check_read_arguments(
-    reader: EmbeddingReader, start: int, end: int, batch_size: Optional[int], parallel_pieces: Optional[int]
-) -> None:
-    """The checks `reader(...)` makes, with the same errors (max_piece_size is checked by `_piece_rows`)."""
-    if batch_size is not None:
-        _check_int("batch_size", batch_size, 1)
-    _check_int("start", start, 0)
-    _check_int("end", end, 0)
-    if start >= reader.count or start > end:
-        raise InvalidArgumentError(f"start={start} must be < count={reader.count} and <= end={end}")
-    if parallel_pieces is not None:
-        _check_int("parallel_pieces", parallel_pieces, 1)
 
 
 @dataclasses.dataclass(frozen=True)

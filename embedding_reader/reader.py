@@ -1,6 +1,5 @@
 """EmbeddingReader: the facade that picks a format, reads the headers once, and plans and runs reads."""
 
-import numbers
 import os
 import sys
 import threading
@@ -11,7 +10,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .batches import BatchAssembler
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, check_int
 from .formats import Format, format_class
 from .header import FileHeader
 from .pieces import Piece, iter_pieces
@@ -121,8 +120,7 @@ class EmbeddingReader:
 
     def split(self, n: int) -> List[Tuple[int, int]]:
         """n contiguous, balanced (start, end) ranges covering [0, count), for spreading a read over workers."""
-        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
-            raise InvalidArgumentError(f"n must be an integer >= 1, got {n!r}")
+        check_int("n", n, 1)
         bounds = [self.count * k // n for k in range(n + 1)]
         return list(zip(bounds[:-1], bounds[1:]))
 
@@ -141,16 +139,11 @@ class EmbeddingReader:
 
         `output_dtype=None` keeps the stored dtype (float16 stays float16: no cast, half the memory).
         """
-        end = self.count if end is None else end
-        _check_int("batch_size", batch_size, 1)
-        _check_int("start", start, 0)
-        _check_int("end", end, 0)
-        _check_int("max_ram_usage_in_bytes", max_ram_usage_in_bytes, 1)
-        if start >= self.count or start > end:
-            raise InvalidArgumentError(f"start={start} must be < count={self.count} and <= end={end}")
-        end = min(end, self.count)
-        out_dtype = self.dtype.newbyteorder("=") if output_dtype is None else np.dtype(output_dtype)
-        piece_rows = self._piece_rows(max_piece_size)
+        check_int("batch_size", batch_size, 1)
+        check_int("max_ram_usage_in_bytes", max_ram_usage_in_bytes, 1)
+        start, end = self.resolve_range(start, end)
+        out_dtype = self.resolve_output_dtype(output_dtype)
+        piece_rows = self.piece_rows(max_piece_size)
         parallel = self._parallel_pieces(parallel_pieces, piece_rows, out_dtype, max_ram_usage_in_bytes)
         pieces = iter_pieces(self.headers, batch_size, start, end, piece_rows)
         assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
@@ -198,10 +191,24 @@ class EmbeddingReader:
             **ray_args,
         )
 
-    def _piece_rows(self, max_piece_size: Optional[int]) -> int:
+    def resolve_range(self, start: int, end: Optional[int]) -> Tuple[int, int]:
+        """The global row range [start, min(end, count)) a read covers, after checking the arguments."""
+        end = self.count if end is None else end
+        check_int("start", start, 0)
+        check_int("end", end, 0)
+        if start >= self.count or start > end:
+            raise InvalidArgumentError(f"start={start} must be < count={self.count} and <= end={end}")
+        return start, min(end, self.count)
+
+    def resolve_output_dtype(self, output_dtype: Any) -> np.dtype:
+        """The dtype of the returned embeddings: as asked, or the stored one (in native byte order) for None."""
+        return self.dtype.newbyteorder("=") if output_dtype is None else np.dtype(output_dtype)
+
+    def piece_rows(self, max_piece_size: Optional[int]) -> int:
+        """Rows per piece: as asked, else about DEFAULT_PIECE_BYTES of stored data."""
         if max_piece_size is None:
             return max(1, DEFAULT_PIECE_BYTES // self.byte_per_item)
-        _check_int("max_piece_size", max_piece_size, 1)
+        check_int("max_piece_size", max_piece_size, 1)
         return max_piece_size
 
     def _parallel_pieces(
@@ -209,7 +216,7 @@ class EmbeddingReader:
     ) -> int:
         """Threads reading pieces: as asked, else as many pieces as the RAM budget holds, capped per storage kind."""
         if parallel_pieces is not None:
-            _check_int("parallel_pieces", parallel_pieces, 1)
+            check_int("parallel_pieces", parallel_pieces, 1)
             return parallel_pieces
         piece_bytes = piece_rows * (self.dimension * out_dtype.itemsize + self.byte_per_item)
         cap = MAX_DEFAULT_PARALLEL_LOCAL if self._storage.is_local else MAX_DEFAULT_PARALLEL_REMOTE
@@ -245,9 +252,3 @@ def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:
             f"embeddings_folder must be a folder or a non-empty list of folders, got {folders!r}"
         )
     return [os.fspath(folder) for folder in folders]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    """Reject non-integers (bools included) and values below `minimum`, naming the argument."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -4,20 +4,23 @@ Remote filesystems are asked for exactly the bytes needed (`cat_file` / `cat_ran
 block, no HEAD per read. Local files are read straight into the caller's buffer with `readinto`.
 """
 
+import asyncio
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ShortReadError
+from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ReadFailedError, ShortReadError
 from .retry import RetryPolicy, call_with_retries
 
 HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
 HEADER_READ_CONCURRENCY = 128  # for async filesystems (http, s3, gcs): requests in flight at once
+CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
 
 _USERINFO = re.compile(r"(?<=://)[^/@]+@")
 
@@ -149,11 +152,11 @@ class Storage:
     def read_range(self, path: str, start: int, end: int, cancel: Optional[threading.Event] = None) -> bytes:
         """Exactly bytes [start, end) of a file, retried on transient errors; a short answer is never used."""
         return call_with_retries(
-            lambda: self._read_exact(path, start, end), byte_range(path, start, end), self.retry_policy, cancel
+            lambda: self._read_exact(path, start, end, cancel), byte_range(path, start, end), self.retry_policy, cancel
         )
 
-    def _read_exact(self, path: str, start: int, end: int) -> bytes:
-        data = self._counted_cat(path, start, end)
+    def _read_exact(self, path: str, start: int, end: int, cancel: Optional[threading.Event] = None) -> bytes:
+        data = self._counted_cat(path, start, end, cancel)
         if len(data) != end - start:
             if self.is_local:
                 raise CorruptFileError(f"{byte_range(path, start, end)}: file ends early, got {len(data)} bytes")
@@ -193,12 +196,29 @@ class Storage:
             lambda: self._counted_cat(path, start, end), byte_range(path, start, end), self.retry_policy
         )
 
-    def _counted_cat(self, path: str, start: int, end: int) -> bytes:
-        data = self.fs.cat_file(path, start=start, end=end)
+    def _counted_cat(self, path: str, start: int, end: int, cancel: Optional[threading.Event] = None) -> bytes:
+        data = self._cat(path, start, end, cancel)
         self.stats.add(len(data))
         if len(data) > end - start:
             raise ShortReadError(f"{byte_range(path, start, end)}: got {len(data)} bytes, more than asked")
         return data
+
+    def _cat(self, path: str, start: int, end: int, cancel: Optional[threading.Event]) -> bytes:
+        """`fs.cat_file`; on an async filesystem, abandoned (its request aborted) soon after `cancel` is set.
+
+        A worker blocked in a long request to a slow server would otherwise hold up the end of a read
+        (a break out of the caller's loop) until the whole response arrived.
+        """
+        fs = self.fs
+        if cancel is None or not getattr(fs, "async_impl", False):
+            return fs.cat_file(path, start=start, end=end)
+        coroutine = fs._cat_file(path, start=start, end=end)  # pylint: disable=protected-access
+        request = asyncio.run_coroutine_threadsafe(coroutine, fs.loop)
+        while not wait_futures([request], timeout=CANCEL_POLL_S).done:
+            if cancel.is_set():
+                request.cancel()
+                raise ReadFailedError(f"{byte_range(path, start, end)}: read cancelled")
+        return request.result()
 
     def sizes(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[int]:
         """Sizes of the files, asking storage (concurrently) only for those the listing did not give."""
