@@ -31,7 +31,7 @@ from .formats.parquet_npy import ParquetNpyFormat
 from .header import FileHeader
 from .reader import DEFAULT_RAM_BUDGET, EmbeddingReader
 from .retry import RetryPolicy
-from .storage import HEADER_READ_THREADS, Storage, redact
+from .storage import HEADER_READ_THREADS, FileEntry, Storage, redact
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BROKEN_PIPE = 1  # as Python itself exits when stdout is closed early
@@ -48,7 +48,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 Report = Dict[str, Any]
 Field = Tuple[str, str]
-FileEntry = Tuple[str, Optional[int]]  # (path, size if the listing gave it)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

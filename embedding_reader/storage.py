@@ -22,6 +22,8 @@ HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
 HEADER_READ_CONCURRENCY = 128  # for async filesystems (http, s3, gcs): requests in flight at once
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
 
+FileEntry = Tuple[str, Optional[int]]  # (path, size in bytes if the listing gave it)
+
 _USERINFO = re.compile(r"(?<=://)[^/@]+@")
 
 
@@ -113,7 +115,7 @@ class Storage:
             )
         return self.fs._strip_protocol(url)  # pylint: disable=protected-access
 
-    def find(self, folder: str, extension: str) -> List[Tuple[str, Optional[int]]]:
+    def find(self, folder: str, extension: str) -> List[FileEntry]:
         """Files under `folder` (recursively) ending with `extension`, sorted, with their sizes when known.
 
         `folder` is in the filesystem's own form (what `strip` returns: `bucket/key` for s3), so it is
@@ -121,7 +123,7 @@ class Storage:
         silently skips a sub-folder whose listing fails, which would silently drop files from the collection.
         """
         root = folder.rstrip("/") or folder
-        files: List[Tuple[str, Optional[int]]] = []
+        files: List[FileEntry] = []
         pending = [root]
         while pending:
             directory = pending.pop()
@@ -220,7 +222,7 @@ class Storage:
                 raise ReadFailedError(f"{byte_range(path, start, end)}: read cancelled")
         return request.result()
 
-    def sizes(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[int]:
+    def sizes(self, files: Sequence[FileEntry]) -> List[int]:
         """Sizes of the files, asking storage (concurrently) only for those the listing did not give."""
         unknown = [path for path, size in files if size is None]
         if not unknown:

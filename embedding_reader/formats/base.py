@@ -10,7 +10,7 @@ import pandas as pd
 from ..errors import InconsistentCollectionError, NoEmbeddingsFoundError
 from ..header import FileHeader
 from ..pieces import Piece
-from ..storage import Storage, redact
+from ..storage import FileEntry, Storage, redact
 
 
 class Format(ABC):
@@ -49,10 +49,10 @@ class Format(ABC):
         """Memory a piece needs beyond its batch slice while being read (decode buffers, metadata)."""
         return piece.rows * header.meta_bytes_per_row
 
-    def list_files(self, folders: Sequence[str], extension: str = "") -> List[tuple]:
+    def list_files(self, folders: Sequence[str], extension: str = "") -> List[FileEntry]:
         """(path, size) of every file with the format's extension under the folders, in sorted order per folder."""
         extension = extension or self.extension
-        files = []
+        files: List[FileEntry] = []
         for folder in folders:
             found = self.storage.find(folder, extension)
             if not found:
