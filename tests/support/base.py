@@ -134,6 +134,7 @@ class FaultHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive handler that is silent, simulates latency and plays faults while writing bodies."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
     server: _ThreadingServer
 
     @property
