@@ -3,6 +3,7 @@
 import os
 import sys
 import threading
+from itertools import islice
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -22,6 +23,7 @@ DEFAULT_PIECE_BYTES = 50 * 2**20  # large enough to amortise a request, small en
 DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote reads are latency-bound: more connections, more throughput
+COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
 
@@ -144,8 +146,10 @@ class EmbeddingReader:
         start, end = self.resolve_range(start, end)
         out_dtype = self.resolve_output_dtype(output_dtype)
         piece_rows = self.piece_rows(max_piece_size)
-        parallel = self._parallel_pieces(parallel_pieces, piece_rows, out_dtype, max_ram_usage_in_bytes)
         pieces = iter_pieces(self.headers, batch_size, start, end, piece_rows)
+        sample = list(islice(iter_pieces(self.headers, batch_size, start, end, piece_rows), COST_SAMPLE_PIECES))
+        costliest = max(self._piece_cost(piece, out_dtype) for piece in sample)
+        parallel = self._parallel_pieces(parallel_pieces, costliest, max_ram_usage_in_bytes)
         assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
         pipeline = Pipeline(
             pieces,
@@ -211,16 +215,13 @@ class EmbeddingReader:
         check_int("max_piece_size", max_piece_size, 1)
         return max_piece_size
 
-    def _parallel_pieces(
-        self, parallel_pieces: Optional[int], piece_rows: int, out_dtype: np.dtype, budget: int
-    ) -> int:
+    def _parallel_pieces(self, parallel_pieces: Optional[int], piece_cost: int, budget: int) -> int:
         """Threads reading pieces: as asked, else as many pieces as the RAM budget holds, capped per storage kind."""
         if parallel_pieces is not None:
             check_int("parallel_pieces", parallel_pieces, 1)
             return parallel_pieces
-        piece_bytes = piece_rows * (self.dimension * out_dtype.itemsize + self.byte_per_item)
         cap = MAX_DEFAULT_PARALLEL_LOCAL if self._storage.is_local else MAX_DEFAULT_PARALLEL_REMOTE
-        return max(1, min(cap, budget // max(1, piece_bytes)))
+        return max(1, min(cap, budget // max(1, piece_cost)))
 
     def _piece_cost(self, piece: Piece, out_dtype: np.dtype) -> int:
         """Bytes a piece holds until its batch is handed over: its batch slice plus transient buffers."""

@@ -47,7 +47,7 @@ class Format(ABC):
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """Memory a piece needs beyond its batch slice while being read (decode buffers, metadata)."""
-        return piece.rows * header.meta_bytes_per_row
+        return decoded_rows(piece, header) * header.meta_bytes_per_row
 
     def list_files(self, folders: Sequence[str], extension: str = "") -> List[FileEntry]:
         """(path, size) of every file with the format's extension under the folders, in sorted order per folder."""
@@ -79,3 +79,15 @@ def check_consistent(headers: Sequence[FileHeader]) -> List[FileHeader]:
                 f"{np.dtype(reference.dtype)} in {redact(reference.path)}"
             )
     return non_empty
+
+
+def decoded_rows(piece: Piece, header: FileHeader) -> int:
+    """Rows decoded to read a piece: those of the whole read units (row groups) it touches, else its own."""
+    if not header.units:
+        return piece.rows
+    rows, unit_start = 0, 0
+    for unit_rows in header.units:
+        if unit_start < piece.piece_end and unit_start + unit_rows > piece.piece_start:
+            rows += unit_rows
+        unit_start += unit_rows
+    return rows

@@ -12,9 +12,10 @@ from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader, ParquetFooter
 from ..pieces import Piece
 from ..storage import redact
-from .base import Format, check_consistent
+from .base import Format, check_consistent, decoded_rows
 from .parquet_io import ParquetIO, check_columns
 
+DECODE_OVERHEAD = 2  # compressed chunk + decoded arrays, while a row group is being decoded
 STRING_OVERHEAD_BYTES = 64  # a pandas object cell (a Python str) costs about this beyond its characters
 
 
@@ -121,4 +122,6 @@ class ParquetFormat(Format):
         return table.select(self.meta_columns).to_pandas() if self.meta_columns else None
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
-        return piece.rows * header.row_bytes + super().transient_bytes(piece, header, out_dtype)
+        """The compressed column chunks and the decoded row groups, about twice their stored bytes."""
+        embeddings = DECODE_OVERHEAD * decoded_rows(piece, header) * header.row_bytes
+        return embeddings + super().transient_bytes(piece, header, out_dtype)

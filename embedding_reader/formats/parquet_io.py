@@ -8,7 +8,7 @@ import io
 import threading
 from collections import OrderedDict
 from itertools import accumulate
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +19,7 @@ from ..storage import Storage, byte_range, redact
 
 TAIL_PROBE_BYTES = 64 * 1024
 FOOTER_CACHE_SIZE = 256
+DECODED_CACHE_SIZE = 2  # decoded row groups kept for the next piece; bounded in case a read stops early
 _MAGIC = b"PAR1"
 
 
@@ -52,6 +53,7 @@ class ParquetIO:
         self.storage = storage
         self._cache: OrderedDict[str, pq.FileMetaData] = OrderedDict()
         self._lock = threading.Lock()
+        self._decoded = SharedDecodes(DECODED_CACHE_SIZE)
 
     def read_footers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[Tuple[ParquetFooter, pq.FileMetaData]]:
         """Footers of many files, fetched concurrently; usually one exact tail read per file."""
@@ -101,8 +103,23 @@ class ParquetIO:
         columns: Sequence[str],
         cancel: Optional[threading.Event] = None,
     ) -> pa.Table:
-        """Rows [first, last) of the given columns, decoding only the row groups that hold them."""
+        """Rows [first, last) of the given columns, decoding only the row groups that hold them.
+
+        A row group is the smallest unit parquet decodes; when a batch boundary cuts one in two, the
+        two pieces share one decode: the table stays cached until the piece that ends with it is read.
+        """
         groups, group_start = _row_groups_covering(footer.row_groups, first, last)
+        groups_end = group_start + sum(footer.row_groups[g] for g in groups)
+        key = (footer.path, tuple(groups), tuple(columns))
+        table = self._decoded.get(key, lambda: self._decode(footer, groups, columns, first, last, cancel))
+        if last == groups_end:
+            self._decoded.forget(key)  # pieces come in order: no later piece needs these row groups
+        return table.slice(first - group_start, last - first)
+
+    def _decode(
+        self, footer: ParquetFooter, groups: List[int], columns: Sequence[str], first: int, last: int, cancel
+    ) -> pa.Table:
+        """Decode whole row groups of the given columns (from the local file or prefetched column chunks)."""
         metadata = self.metadata(footer, cancel)
         try:
             with self._open(footer, metadata, groups, columns, cancel) as source:
@@ -116,7 +133,7 @@ class ParquetIO:
             raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): cannot decode: {exc}") from exc
         if table.num_rows != sum(footer.row_groups[g] for g in groups):
             raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): decoded {table.num_rows} rows")
-        return table.slice(first - group_start, last - first)
+        return table
 
     def _open(self, footer, metadata, groups, columns, cancel):
         """A file object for pyarrow: the real file when local, else the prefetched column chunks."""
@@ -206,3 +223,58 @@ class KnownRangesFile(io.RawIOBase):
 
     def __repr__(self) -> str:
         return f"KnownRangesFile({byte_range(self.path, 0, self.size)})"
+
+
+class SharedDecodes:
+    """Decoded tables shared by concurrent pieces: the first asker decodes, the others wait and reuse.
+
+    Entries leave when `forget` is called (the last piece needing them was read) or when more than
+    `size` are held (a read that stopped early), so memory stays bounded.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[Hashable, _Decode] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, decode: Callable[[], pa.Table]) -> pa.Table:
+        """The table for `key`, decoding it with `decode` unless another thread has or is doing it."""
+        with self._lock:
+            entry = self._entries.get(key)
+            owner = entry is None
+            if entry is None:
+                entry = self._entries[key] = _Decode()
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        if owner:
+            return entry.run(decode, lambda: self.forget(key))
+        return entry.wait(decode)
+
+    def forget(self, key: Hashable) -> None:
+        """Drop a table nobody will ask for again."""
+        with self._lock:
+            self._entries.pop(key, None)
+
+
+class _Decode:
+    """One decode, in progress or done; a thread that waited on a failed decode tries it itself."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.table: Optional[pa.Table] = None
+
+    def run(self, decode: Callable[[], pa.Table], on_error: Callable[[], None]) -> pa.Table:
+        """Decode as the owner; on failure forget the entry so later askers decode afresh."""
+        try:
+            self.table = decode()
+            return self.table
+        except BaseException:
+            on_error()
+            raise
+        finally:
+            self.done.set()
+
+    def wait(self, decode: Callable[[], pa.Table]) -> pa.Table:
+        """The owner's table once it is done, or a decode of our own if the owner failed."""
+        self.done.wait()
+        return self.table if self.table is not None else decode()
