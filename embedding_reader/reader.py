@@ -148,7 +148,7 @@ class EmbeddingReader:
         piece_rows = self.piece_rows(max_piece_size)
         pieces = iter_pieces(self.headers, batch_size, start, end, piece_rows)
         sample = list(islice(iter_pieces(self.headers, batch_size, start, end, piece_rows), COST_SAMPLE_PIECES))
-        costliest = max(self._piece_cost(piece, out_dtype) for piece in sample)
+        costliest = max((self._piece_cost(piece, out_dtype) for piece in sample), default=1)
         parallel = self._parallel_pieces(parallel_pieces, costliest, max_ram_usage_in_bytes)
         assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
         pipeline = Pipeline(
