@@ -47,7 +47,8 @@ class ShortReadError(EmbeddingReaderError, OSError):
     """Storage returned fewer (or more) bytes than asked; transient for remote storage."""
 
 
-def check_int(name: str, value: Any, minimum: int) -> None:
-    """Reject non-integers (bools included) and values below `minimum`, naming the argument."""
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """The value as a Python int; non-integers (bools included) and values below `minimum` are refused by name."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

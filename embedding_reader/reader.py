@@ -141,8 +141,8 @@ class EmbeddingReader:
 
         `output_dtype=None` keeps the stored dtype (float16 stays float16: no cast, half the memory).
         """
-        check_int("batch_size", batch_size, 1)
-        check_int("max_ram_usage_in_bytes", max_ram_usage_in_bytes, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
+        max_ram_usage_in_bytes = check_int("max_ram_usage_in_bytes", max_ram_usage_in_bytes, 1)
         start, end = self.resolve_range(start, end)
         out_dtype = self.resolve_output_dtype(output_dtype)
         piece_rows = self.piece_rows(max_piece_size)
@@ -197,9 +197,8 @@ class EmbeddingReader:
 
     def resolve_range(self, start: int, end: Optional[int]) -> Tuple[int, int]:
         """The global row range [start, min(end, count)) a read covers, after checking the arguments."""
-        end = self.count if end is None else end
-        check_int("start", start, 0)
-        check_int("end", end, 0)
+        start = check_int("start", start, 0)
+        end = self.count if end is None else check_int("end", end, 0)
         if start >= self.count or start > end:
             raise InvalidArgumentError(f"start={start} must be < count={self.count} and <= end={end}")
         return start, min(end, self.count)
@@ -212,14 +211,12 @@ class EmbeddingReader:
         """Rows per piece: as asked, else about DEFAULT_PIECE_BYTES of stored data."""
         if max_piece_size is None:
             return max(1, DEFAULT_PIECE_BYTES // self.byte_per_item)
-        check_int("max_piece_size", max_piece_size, 1)
-        return max_piece_size
+        return check_int("max_piece_size", max_piece_size, 1)
 
     def _parallel_pieces(self, parallel_pieces: Optional[int], piece_cost: int, budget: int) -> int:
         """Threads reading pieces: as asked, else as many pieces as the RAM budget holds, capped per storage kind."""
         if parallel_pieces is not None:
-            check_int("parallel_pieces", parallel_pieces, 1)
-            return parallel_pieces
+            return check_int("parallel_pieces", parallel_pieces, 1)
         cap = MAX_DEFAULT_PARALLEL_LOCAL if self._storage.is_local else MAX_DEFAULT_PARALLEL_REMOTE
         return max(1, min(cap, budget // max(1, piece_cost)))
 
