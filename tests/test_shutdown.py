@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import re
 import threading
@@ -131,6 +132,31 @@ def test_exception_in_loop_body(collection, slow_pieces, parallel_pieces):
             assert len(batch[0]) == 100
     assert_all_stopped(root_of(collection))
     assert len(slow_pieces) < 150
+
+
+@pytest.mark.parametrize("parallel_pieces", [1, 8])
+def test_keyboard_interrupt_in_loop_body(collection, slow_pieces, parallel_pieces):
+    """Ctrl-C while the caller processes a batch propagates as KeyboardInterrupt and stops the read."""
+    reader = open_reader(collection)
+    with pytest.raises(KeyboardInterrupt):
+        for k, _ in enumerate(small_batches(reader, parallel_pieces)):
+            if k == 1:
+                raise KeyboardInterrupt
+    assert_all_stopped(root_of(collection))
+
+
+@pytest.mark.parametrize("parallel_pieces", [1, 8])
+def test_keyboard_interrupt_while_waiting_for_a_batch(collection, slow_pieces, parallel_pieces):
+    """Ctrl-C delivered while the caller waits inside next() for pieces stops the read just the same."""
+    reader = open_reader(collection)
+    timer = threading.Timer(0.02, _thread.interrupt_main)
+    with pytest.raises(KeyboardInterrupt):
+        timer.start()
+        for _ in small_batches(reader, parallel_pieces):
+            time.sleep(0.005)  # 20 batches: the read outlasts the timer; with 1 thread it waits mostly in next()
+    timer.join()
+    assert_all_stopped(root_of(collection))
+    assert len(slow_pieces) < 200
 
 
 @pytest.mark.parametrize("parallel_pieces", [1, 8])
