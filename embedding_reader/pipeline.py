@@ -5,8 +5,9 @@ batches stay within the budget; the batch the caller waits for is always allowed
 a budget smaller than one batch slows the read down but never deadlocks it. Peak memory is thus
 about the budget, plus the batch being assembled, plus the batch the caller holds.
 
-Latency rule: until the first batch is handed over, only its pieces are read, so it does not share
-the storage's bandwidth with prefetches and arrives as soon as its own pieces are read.
+Latency rule: until the first batch is handed over, prefetching later batches stays within the first
+batch's own size, so the first batch shares the storage's bandwidth with at most as many bytes again:
+it arrives within about twice the time its own pieces take to read.
 """
 
 import threading
@@ -75,8 +76,8 @@ class Pipeline:
         while self._next is not None:
             piece, cost = self._next, self._piece_cost(self._next)
             oldest = self._pending[0].batch_id if self._pending else piece.batch_id
-            if piece.batch_id != oldest and (self._in_flight + cost > self._budget or not self._handed_over):
-                return  # over budget, or the first batch is still being read: it gets every thread
+            if piece.batch_id != oldest and not self._may_prefetch(cost):
+                return
             if not self._pending or self._pending[-1].batch_id != piece.batch_id:
                 self._pending.append(_PendingBatch(piece.batch_id))
             out = self._assembler.slot(piece)
@@ -84,6 +85,14 @@ class Pipeline:
             self._pending[-1].cost += cost
             self._in_flight += cost
             self._next = next(self._pieces, None)
+
+    def _may_prefetch(self, cost: int) -> bool:
+        """Whether a piece of a later batch may start now: within the budget and, until the first batch
+        is handed over, within as many bytes again as the first batch (so it waits for at most that)."""
+        if self._in_flight + cost > self._budget:
+            return False
+        first_batch_cost = self._pending[0].cost
+        return bool(self._handed_over) or self._in_flight - first_batch_cost + cost <= first_batch_cost
 
     def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
         """Read one piece in a worker thread; failures name the file and rows."""

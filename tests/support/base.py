@@ -31,6 +31,7 @@ class _ThreadingServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 1024  # the default of 5 drops connections when a client opens many at once
 
     def __init__(self, owner: LoopbackServer, handler: type[BaseHTTPRequestHandler]) -> None:
         """Bind 127.0.0.1 on a port chosen by the OS."""

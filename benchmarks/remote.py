@@ -1,0 +1,86 @@
+"""Loopback servers for the remote cases (the project's test servers), and connection counting for a child."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUCKET = "bench"
+
+
+@dataclass
+class Remote:
+    """A running server over one dataset: the folder URL to read, its counters, and client settings."""
+
+    folder_url: str
+    port: int
+    server: Any  # exposes .stats (requests, bytes_sent) and reset_stats()
+    project_ctor_kwargs: dict[str, Any] = field(default_factory=dict)
+    reference_env: dict[str, str] = field(default_factory=dict)
+    storage_options: dict[str, Any] | None = None
+    file_urls: list[str] = field(default_factory=list)
+
+
+def _support() -> Any:
+    """Import tests.support from the repo (the servers are shared with the test suite)."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests import support
+
+    return support
+
+
+@contextlib.contextmanager
+def http(root: Path, files: list[str], latency_s: float = 0.0, rate: float | None = None) -> Iterator[Remote]:
+    """Serve `root` over HTTP with Range support; yield the Remote for its `embeddings/` folder."""
+    _support()
+    from tests.support.http_server import RangeHTTPServer
+
+    with RangeHTTPServer(root, latency_s=latency_s, bytes_per_s_per_connection=rate) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        urls = [f"{server.url}/{rel}" for rel in files]
+        yield Remote(folder_url=f"{server.url}/embeddings/", port=port, server=server, file_urls=urls)
+
+
+@contextlib.contextmanager
+def s3(root: Path, files: list[str], prefix: str) -> Iterator[Remote]:
+    """Serve the dataset from moto's S3 server behind a counting proxy; yield the Remote for s3://bench/prefix.
+
+    The project gets `storage_options=`; the reference (which has no such argument) gets the very same
+    options through fsspec's configuration environment variable FSSPEC_S3 (a JSON dict of s3fs kwargs).
+    """
+    _support()
+    from tests.support.s3_server import FaultProxy, MotoS3Server
+
+    with MotoS3Server() as moto:
+        moto.upload_folder(root / "embeddings", BUCKET, prefix)
+        with FaultProxy(moto.endpoint_url) as proxy:
+            options = moto.storage_options(proxy.url)
+            port = int(proxy.url.rsplit(":", 1)[1])
+            urls = [f"s3://{BUCKET}/{prefix}/{rel.split('/', 1)[1]}" for rel in files]
+            yield Remote(
+                folder_url=f"s3://{BUCKET}/{prefix}",
+                port=port,
+                server=proxy,
+                project_ctor_kwargs={"storage_options": options},
+                reference_env={"FSSPEC_S3": json.dumps(options)},
+                storage_options=options,
+                file_urls=urls,
+            )
+
+
+def count_connections(pid: int, port: int) -> int:
+    """Number of TCP connections the process `pid` has open to 127.0.0.1:`port` right now (0 if it is gone)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 0
+    return sum(1 for c in connections if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
