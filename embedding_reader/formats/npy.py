@@ -124,11 +124,12 @@ class NpyFormat(Format):
             np.copyto(out[first : first + len(block)], block, casting="unsafe")
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
-        local = self.storage.is_local
-        cast_buffer = (
-            0 if out_dtype == header.numpy_dtype else CAST_BLOCK_BYTES if local else piece.rows * header.row_bytes
-        )
-        return cast_buffer + super().transient_bytes(piece, header, out_dtype)
+        """Remote: the downloaded bytes before they are copied or cast; local: the small cast buffer, if any."""
+        if not self.storage.is_local:
+            side_buffer = piece.rows * header.row_bytes
+        else:
+            side_buffer = 0 if out_dtype == header.numpy_dtype else CAST_BLOCK_BYTES
+        return side_buffer + super().transient_bytes(piece, header, out_dtype)
 
 
 def _probe_length(size: Optional[int]) -> int:
