@@ -19,10 +19,11 @@ from .pipeline import Pipeline
 from .retry import RetryPolicy
 from .storage import Storage, redact
 
-DEFAULT_PIECE_BYTES = 50 * 2**20  # large enough to amortise a request, small enough to spread over threads
+DEFAULT_PIECE_BYTES = 50 * 2**20  # local: one readinto or row-group read per 50 MB, small enough to spread over threads
+DEFAULT_PIECE_BYTES_REMOTE = 16 * 2**20  # remote: a 16 MB range read amortises latency; more pieces, more connections
 DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
-MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote reads are latency-bound: more connections, more throughput
+MAX_DEFAULT_PARALLEL_REMOTE = 64  # remote reads are bound per connection: more connections, more throughput
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
@@ -208,9 +209,10 @@ class EmbeddingReader:
         return self.dtype.newbyteorder("=") if output_dtype is None else np.dtype(output_dtype)
 
     def piece_rows(self, max_piece_size: Optional[int]) -> int:
-        """Rows per piece: as asked, else about DEFAULT_PIECE_BYTES of stored data."""
+        """Rows per piece: as asked, else about DEFAULT_PIECE_BYTES (local) or DEFAULT_PIECE_BYTES_REMOTE of data."""
         if max_piece_size is None:
-            return max(1, DEFAULT_PIECE_BYTES // self.byte_per_item)
+            piece_bytes = DEFAULT_PIECE_BYTES if self._storage.is_local else DEFAULT_PIECE_BYTES_REMOTE
+            return max(1, piece_bytes // self.byte_per_item)
         return check_int("max_piece_size", max_piece_size, 1)
 
     def _parallel_pieces(self, parallel_pieces: Optional[int], piece_cost: int, budget: int) -> int:

@@ -19,9 +19,16 @@ DECODE_OVERHEAD = 2  # compressed chunk + decoded arrays, while a row group is b
 STRING_OVERHEAD_BYTES = 64  # a pandas object cell (a Python str) costs about this beyond its characters
 
 
-def embedding_matrix(column: pa.ChunkedArray, dimension: int, where: str) -> np.ndarray:
-    """A list/fixed_size_list column as an (n, dimension) numpy view of arrow's flat values buffer."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+def copy_embeddings(column: pa.ChunkedArray, out: np.ndarray, where: str) -> None:
+    """Write a list/fixed_size_list column into `out` (n, dimension), one chunk at a time, never row by row."""
+    row = 0
+    for chunk in column.chunks:
+        np.copyto(out[row : row + len(chunk)], embedding_matrix(chunk, out.shape[1], where), casting="unsafe")
+        row += len(chunk)
+
+
+def embedding_matrix(array: pa.Array, dimension: int, where: str) -> np.ndarray:
+    """A list/fixed_size_list array as an (n, dimension) numpy view of arrow's flat values buffer."""
     if array.null_count:
         raise CorruptFileError(f"{where}: {array.null_count} null embeddings")
     if not pa.types.is_fixed_size_list(array.type):
@@ -118,7 +125,7 @@ class ParquetFormat(Format):
         columns = [self.embedding_column, *self.meta_columns]
         table = self.parquet.read_rows(header.parquet, piece.piece_start, piece.piece_end, columns, cancel)
         where = f"{redact(header.path)} rows [{piece.piece_start}, {piece.piece_end})"
-        np.copyto(out, embedding_matrix(table.column(self.embedding_column), header.dimension, where), casting="unsafe")
+        copy_embeddings(table.column(self.embedding_column), out, where)
         return table.select(self.meta_columns).to_pandas() if self.meta_columns else None
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
