@@ -226,7 +226,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def info_report(args: argparse.Namespace, reader: EmbeddingReader) -> Report:
     """What `info` shows, as JSON-ready values."""
-    largest = max(reader.headers, key=file_bytes)
+    largest = max(reader.headers, key=lambda header: header.stored_bytes)
     report: Report = {
         "paths": [redact(path) for path in args.paths],
         "format": reader.file_format,
@@ -237,17 +237,12 @@ def info_report(args: argparse.Namespace, reader: EmbeddingReader) -> Report:
         "bytes_per_item": reader.byte_per_item,
         "total_size": reader.total_size,
         "nb_files": reader.nb_files,
-        "file_bytes": sum(file_bytes(header) for header in reader.headers),
-        "largest_file": {"path": redact(largest.path), "bytes": file_bytes(largest)},
+        "file_bytes": sum(header.stored_bytes for header in reader.headers),
+        "largest_file": {"path": redact(largest.path), "bytes": largest.stored_bytes},
     }
     if args.files:
         report["files"] = [file_row(header, reader.file_format) for header in reader.headers]
     return report
-
-
-def file_bytes(header: FileHeader) -> int:
-    """Size of an embedding file: as listed, else as its header implies (as EmbeddingReader.max_file_size)."""
-    return header.file_size or header.data_offset + header.count * header.row_bytes
 
 
 def file_row(header: FileHeader, file_format: str) -> Report:
@@ -257,7 +252,7 @@ def file_row(header: FileHeader, file_format: str) -> Report:
         "rows": header.count,
         "dimension": header.dimension,
         "dtype": str(header.numpy_dtype),
-        "bytes": file_bytes(header),
+        "bytes": header.stored_bytes,
     }
     if file_format == "parquet" and header.parquet is not None:
         row["row_groups"] = len(header.parquet.row_groups)
@@ -499,7 +494,7 @@ def run_bench(args: argparse.Namespace) -> int:
     """`bench`: read the collection (or a range of it) and report speed and memory."""
     began = time.perf_counter()
     reader = open_reader(args)
-    report: Report = {"open_s": time.perf_counter() - began, "remote": not reader_storage(reader).is_local}
+    report: Report = {"open_s": time.perf_counter() - began, "remote": not reader.storage.is_local}
     read_args = read_arguments(args, reader)
     if args.sweep:
         report.update(sweep(reader, read_args))
@@ -529,14 +524,9 @@ def default_batch_size(reader: EmbeddingReader) -> int:
     return max(1, DEFAULT_BATCH_BYTES // reader.byte_per_item)
 
 
-def reader_storage(reader: EmbeddingReader) -> Storage:
-    """The reader's Storage, whose counters tell the requests a read sent."""
-    return reader.storage
-
-
 def measure(reader: EmbeddingReader, read_args: Report, show_progress: bool = False) -> Report:
     """Read rows [start, end) once; rows, stored bytes, timings and the range requests it took."""
-    stats = reader_storage(reader).stats
+    stats = reader.storage.stats
     requests, fetched = stats.requests, stats.bytes_read
     began = time.perf_counter()
     first_batch, rows = None, 0
@@ -561,7 +551,7 @@ def sweep(reader: EmbeddingReader, read_args: Report) -> Report:
     end = min(read_args["end"], read_args["start"] + max(1, SWEEP_BYTES // reader.byte_per_item))
     prefix = {**read_args, "end": end}
     measure(reader, prefix)  # warm-up: page cache, connections, footers
-    kind = "remote" if not reader_storage(reader).is_local else "local"
+    kind = "remote" if not reader.storage.is_local else "local"
     pieces = sorted({min(end - prefix["start"], max(1, size // reader.byte_per_item)) for size in SWEEP_PIECE_BYTES})
     trials = []
     settings = [(parallel, piece) for parallel in SWEEP_PARALLEL[kind] for piece in pieces]

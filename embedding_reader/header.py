@@ -46,6 +46,11 @@ class FileHeader:
         return np.dtype(self.dtype)
 
     @property
+    def stored_bytes(self) -> int:
+        """Bytes of the embedding file: as listed, else as its header implies."""
+        return self.file_size or self.data_offset + self.count * self.row_bytes
+
+    @property
     def row_bytes(self) -> int:
         """Bytes of one stored embedding."""
         return self.dimension * self.numpy_dtype.itemsize

@@ -9,7 +9,7 @@ a file's read unit (a parquet row group) unless a batch boundary forces it, and 
 import numbers
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidArgumentError
 from .header import FileHeader
@@ -127,3 +127,10 @@ def _chunk_ends(header: FileHeader, first: int, last: int, max_piece_size: int) 
         if unit_end == last:
             break
     return [*ends, last]
+
+
+def units_covering(units: Sequence[int], first: int, last: int) -> Tuple[List[int], int]:
+    """Indices of the read units (row groups) overlapping rows [first, last), and the first row of the first."""
+    ends = list(accumulate(units))
+    covering = [u for u, end in enumerate(ends) if end > first and end - units[u] < last]
+    return covering, ends[covering[0]] - units[covering[0]]

@@ -3,7 +3,7 @@
 import os
 import sys
 import threading
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -47,7 +47,7 @@ class EmbeddingReader:
         retry_policy: Optional[RetryPolicy] = None,
     ):
         folders = _as_folder_list(embeddings_folder)
-        format_cls = format_class(file_format)
+        format_class(file_format)  # an unknown format fails here, before any listing
         if meta_columns and file_format == "npy":
             raise InvalidArgumentError(
                 "meta_columns needs file_format 'parquet' or 'parquet_npy'; npy holds no metadata"
@@ -58,13 +58,13 @@ class EmbeddingReader:
         self.meta_columns = list(meta_columns or [])
         self.metadata_folder = metadata_folder
         self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy())
-        self._format: Format = self._make_format(format_cls)
+        self._format: Format = self._make_format()
         self.headers: List[FileHeader] = self._format.read_headers([self._storage.strip(f) for f in folders])
 
-    def _make_format(self, format_cls: Any = None) -> Format:
-        cls = format_cls or format_class(self.file_format)
+    def _make_format(self) -> Format:
+        """The format object (rebuilt after unpickling: it holds per-process caches, not state)."""
         metadata_folder = self._storage.strip(self.metadata_folder) if self.metadata_folder else None
-        return cls(self._storage, self.embedding_column, self.meta_columns, metadata_folder)
+        return format_class(self.file_format)(self._storage, self.embedding_column, self.meta_columns, metadata_folder)
 
     @property
     def storage(self) -> Storage:
@@ -104,7 +104,7 @@ class EmbeddingReader:
     @property
     def max_file_size(self) -> int:
         """Bytes of the largest embedding file."""
-        return max(header.file_size or header.data_offset + header.count * header.row_bytes for header in self.headers)
+        return max(header.stored_bytes for header in self.headers)
 
     def __repr__(self) -> str:
         return (
@@ -147,9 +147,10 @@ class EmbeddingReader:
         start, end = self.resolve_range(start, end)
         out_dtype = self.resolve_output_dtype(output_dtype)
         piece_rows = self.piece_rows(max_piece_size)
-        pieces = iter_pieces(self.headers, batch_size, start, end, piece_rows)
-        sample = list(islice(iter_pieces(self.headers, batch_size, start, end, piece_rows), COST_SAMPLE_PIECES))
-        costliest = max((self._piece_cost(piece, out_dtype) for piece in sample), default=1)
+        plan = iter_pieces(self.headers, batch_size, start, end, piece_rows)
+        first_pieces = list(islice(plan, COST_SAMPLE_PIECES))
+        pieces = chain(first_pieces, plan)
+        costliest = max((self._piece_cost(piece, out_dtype) for piece in first_pieces), default=1)
         parallel = self._parallel_pieces(parallel_pieces, costliest, max_ram_usage_in_bytes)
         assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
         pipeline = Pipeline(

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import InconsistentCollectionError, NoEmbeddingsFoundError
 from ..header import FileHeader
-from ..pieces import Piece
+from ..pieces import Piece, units_covering
 from ..storage import FileEntry, Storage, redact
 
 
@@ -85,9 +85,5 @@ def decoded_rows(piece: Piece, header: FileHeader) -> int:
     """Rows decoded to read a piece: those of the whole read units (row groups) it touches, else its own."""
     if not header.units:
         return piece.rows
-    rows, unit_start = 0, 0
-    for unit_rows in header.units:
-        if unit_start < piece.piece_end and unit_start + unit_rows > piece.piece_start:
-            rows += unit_rows
-        unit_start += unit_rows
-    return rows
+    covering, _ = units_covering(header.units, piece.piece_start, piece.piece_end)
+    return sum(header.units[unit] for unit in covering)

@@ -13,7 +13,7 @@ from ..header import FileHeader, ParquetFooter
 from ..pieces import Piece
 from ..storage import redact
 from .base import Format, check_consistent, decoded_rows
-from .parquet_io import ParquetIO, check_columns
+from .parquet_io import ParquetIO, check_columns, leaf_columns
 
 DECODE_OVERHEAD = 2  # compressed chunk + decoded arrays, while a row group is being decoded
 STRING_OVERHEAD_BYTES = 64  # a pandas object cell (a Python str) costs about this beyond its characters
@@ -49,8 +49,7 @@ def meta_bytes_per_row(metadata: pq.FileMetaData, columns: Sequence[str]) -> int
     """Estimated RAM per row of the meta columns once in pandas, from the footer's uncompressed sizes."""
     if not columns or metadata.num_rows == 0:
         return 0
-    schema = metadata.schema
-    leaves = [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in set(columns)]
+    leaves = leaf_columns(metadata, columns)
     total = sum(
         metadata.row_group(g).column(j).total_uncompressed_size for g in range(metadata.num_row_groups) for j in leaves
     )
@@ -102,8 +101,7 @@ class ParquetFormat(Format):
 
     def _list_dimension(self, path: str, metadata: pq.FileMetaData) -> int:
         """Dimension of a variable-size list column: leaf values per row, which must be the same in every row group."""
-        schema = metadata.schema
-        leaf = next(j for j in range(len(schema)) if schema.column(j).path.split(".")[0] == self.embedding_column)
+        leaf = leaf_columns(metadata, [self.embedding_column])[0]
         dimensions = set()
         for group in range(metadata.num_row_groups):
             row_group = metadata.row_group(group)

@@ -7,7 +7,6 @@ exact, retried range read; footers are cached per process so a file's footer cro
 import io
 import threading
 from collections import OrderedDict
-from itertools import accumulate
 from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ..errors import CorruptFileError, EmbeddingReaderError, MissingColumnError, ReadFailedError
 from ..header import ParquetFooter
+from ..pieces import units_covering
 from ..storage import Storage, byte_range, redact
 
 TAIL_PROBE_BYTES = 64 * 1024
@@ -36,6 +36,12 @@ def parse_footer(path: str, tail: bytes, file_size: int) -> Tuple[int, Optional[
         return footer_length, pq.read_metadata(pa.BufferReader(tail[-(footer_length + 8) :]))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(f"{redact(path)}: unreadable parquet footer: {exc}") from exc
+
+
+def leaf_columns(metadata: pq.FileMetaData, columns: Iterable[str]) -> List[int]:
+    """Indices of the parquet leaf columns that make up the given top-level columns."""
+    wanted, schema = set(columns), metadata.schema
+    return [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in wanted]
 
 
 def check_columns(path: str, metadata: pq.FileMetaData, columns: Iterable[str]) -> None:
@@ -108,7 +114,7 @@ class ParquetIO:
         A row group is the smallest unit parquet decodes; when a batch boundary cuts one in two, the
         two pieces share one decode: the table stays cached until the piece that ends with it is read.
         """
-        groups, group_start = _row_groups_covering(footer.row_groups, first, last)
+        groups, group_start = units_covering(footer.row_groups, first, last)
         groups_end = group_start + sum(footer.row_groups[g] for g in groups)
         key = (footer.path, tuple(groups), tuple(columns))
         table = self._decoded.get(key, lambda: self._decode(footer, groups, columns, first, last, cancel))
@@ -144,19 +150,11 @@ class ParquetIO:
         return KnownRangesFile(footer.path, footer.file_size, parts, self.storage, cancel)
 
 
-def _row_groups_covering(row_groups: Sequence[int], first: int, last: int) -> Tuple[List[int], int]:
-    """Indices of the row groups overlapping rows [first, last), and the first row of the first of them."""
-    ends = list(accumulate(row_groups))
-    groups = [g for g, end in enumerate(ends) if end > first and end - row_groups[g] < last]
-    return groups, ends[groups[0]] - row_groups[groups[0]]
-
-
 def _column_chunk_ranges(
     metadata: pq.FileMetaData, groups: Sequence[int], columns: Sequence[str]
 ) -> List[Tuple[int, int]]:
     """Byte ranges of the column chunks of the wanted top-level columns in the wanted row groups."""
-    schema = metadata.schema
-    leaves = [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in set(columns)]
+    leaves = leaf_columns(metadata, columns)
     ranges = []
     for group in groups:
         row_group = metadata.row_group(group)
