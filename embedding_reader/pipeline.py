@@ -5,9 +5,12 @@ batches stay within the budget; the batch the caller waits for is always allowed
 a budget smaller than one batch slows the read down but never deadlocks it. Peak memory is thus
 about the budget, plus the batch being assembled, plus the batch the caller holds.
 
-Latency rule: until the first batch is handed over, prefetching later batches stays within the first
-batch's own size, so the first batch shares the storage's bandwidth with at most as many bytes again:
-it arrives within about twice the time its own pieces take to read.
+Lookahead rule: pieces of later batches are read ahead of the oldest one by at most the oldest
+batch's own bytes (or, for batches smaller than that, `2 * parallel` pieces, so no worker idles).
+Before the first batch this bounds its latency: it shares the storage's bandwidth with at most as many
+bytes again, so it arrives within about twice the time its own pieces take. Afterwards it keeps memory
+at about two batches in flight whatever the budget, so that the batch pool can recycle the arrays the
+caller drops instead of faulting in fresh pages: reading further ahead would not read any faster.
 """
 
 import threading
@@ -87,12 +90,12 @@ class Pipeline:
             self._next = next(self._pieces, None)
 
     def _may_prefetch(self, cost: int) -> bool:
-        """Whether a piece of a later batch may start now: within the budget and, until the first batch
-        is handed over, within as many bytes again as the first batch (so it waits for at most that)."""
+        """Whether a piece of a later batch may start now: within the budget and the lookahead rule."""
         if self._in_flight + cost > self._budget:
             return False
-        first_batch_cost = self._pending[0].cost
-        return bool(self._handed_over) or self._in_flight - first_batch_cost + cost <= first_batch_cost
+        oldest_cost = self._pending[0].cost
+        ahead = self._in_flight - oldest_cost + cost
+        return ahead <= oldest_cost or (bool(self._handed_over) and ahead <= 2 * self._parallel * cost)
 
     def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
         """Read one piece in a worker thread; failures name the file and rows."""

@@ -236,12 +236,13 @@ class EmbeddingReader:
         with tqdm(
             total=total_rows, unit=" rows", unit_scale=True, file=sys.stderr, disable=None if show_progress else True
         ) as bar:
-            for emb, meta in batches:
-                bar.update(len(emb))
+            for batch in batches:
+                bar.update(len(batch[0]))
                 if not bar.disable and bar.format_dict.get("elapsed"):
                     rate = bar.n * self.byte_per_item / bar.format_dict["elapsed"] / 1e6
                     bar.set_postfix_str(f"{rate:.0f} MB/s", refresh=False)  # drawn by the next throttled update
-                yield emb, meta
+                yield batch
+                del batch  # so that the batch pool can reuse its array once the caller drops it too
 
 
 def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:

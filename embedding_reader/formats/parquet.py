@@ -119,11 +119,17 @@ class ParquetFormat(Format):
     def read_piece(
         self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
     ) -> Optional[pd.DataFrame]:
-        assert header.parquet is not None
-        columns = [self.embedding_column, *self.meta_columns]
-        table = self.parquet.read_rows(header.parquet, piece.piece_start, piece.piece_end, columns, cancel)
-        where = f"{redact(header.path)} rows [{piece.piece_start}, {piece.piece_end})"
-        copy_embeddings(table.column(self.embedding_column), out, where)
+        footer = header.parquet
+        assert footer is not None
+        first, last = piece.piece_start, piece.piece_end
+        dtype = np.dtype(header.dtype)
+        direct = self.parquet.read_embeddings(footer, first, self.embedding_column, dtype, out, cancel)
+        columns = self.meta_columns if direct else [self.embedding_column, *self.meta_columns]
+        if not columns:
+            return None
+        table = self.parquet.read_rows(footer, first, last, columns, cancel)
+        if not direct:
+            copy_embeddings(table.column(self.embedding_column), out, f"{redact(header.path)} rows [{first}, {last})")
         return table.select(self.meta_columns).to_pandas() if self.meta_columns else None
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:

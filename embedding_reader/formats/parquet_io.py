@@ -7,8 +7,9 @@ exact, retried range read; footers are cached per process so a file's footer cro
 import io
 import threading
 from collections import OrderedDict
-from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -16,6 +17,7 @@ from ..errors import CorruptFileError, EmbeddingReaderError, MissingColumnError,
 from ..header import ParquetFooter
 from ..pieces import units_covering
 from ..storage import Storage, byte_range, redact
+from .parquet_pages import ChunkLayout, NotFastPath, chunk_layout, decode_rows
 
 TAIL_PROBE_BYTES = 64 * 1024
 FOOTER_CACHE_SIZE = 256
@@ -60,6 +62,7 @@ class ParquetIO:
         self._cache: OrderedDict[str, pq.FileMetaData] = OrderedDict()
         self._lock = threading.Lock()
         self._decoded = SharedDecodes(DECODED_CACHE_SIZE)
+        self._pyarrow_only: Set[str] = set()  # files the direct page decoder turned down
 
     def read_footers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[Tuple[ParquetFooter, pq.FileMetaData]]:
         """Footers of many files, fetched concurrently; usually one exact tail read per file."""
@@ -100,6 +103,60 @@ class ParquetIO:
             self._cache.move_to_end(path)
             while len(self._cache) > FOOTER_CACHE_SIZE:
                 self._cache.popitem(last=False)
+
+    def read_embeddings(
+        self,
+        footer: ParquetFooter,
+        first: int,
+        column: str,
+        stored_dtype: np.dtype,
+        out: np.ndarray,
+        cancel: Optional[threading.Event] = None,
+    ) -> bool:
+        """Rows [first, first + len(out)) of a list column straight into `out` by the direct page decoder.
+
+        Returns False, having maybe written part of `out`, when the file is not one the decoder handles
+        (see parquet_pages); the caller then decodes with pyarrow. Pieces cutting one row group share
+        one fetch of its column chunk, each decoding only the pages that hold its rows.
+        """
+        if footer.path in self._pyarrow_only:
+            return False
+        metadata = self.metadata(footer, cancel)
+        leaves = leaf_columns(metadata, [column])
+        last = first + len(out)
+        groups, group_start = units_covering(footer.row_groups, first, last)
+        try:
+            if len(leaves) != 1:
+                raise NotFastPath(f"{len(leaves)} leaf columns")
+            for group in groups:
+                lo, hi = max(first, group_start), min(last, group_start + footer.row_groups[group])
+                layout = chunk_layout(metadata, group, leaves[0], stored_dtype)
+                self._decode_chunk(footer, group, layout, lo - group_start, out[lo - first : hi - first], cancel)
+                group_start += footer.row_groups[group]
+        except NotFastPath:
+            self._pyarrow_only.add(footer.path)
+            return False
+        return True
+
+    def _decode_chunk(
+        self, footer: ParquetFooter, group: int, layout: ChunkLayout, first: int, out: np.ndarray, cancel
+    ) -> None:
+        """Rows [first, first + len(out)) of one row group's embedding chunk, fetched once for all its pieces."""
+        rows = footer.row_groups[group]
+        key = (footer.path, group, layout.start)
+        chunk = self._decoded.get(key, lambda: self._fetch(footer.path, layout.start, layout.size, cancel))
+        if first + len(out) == rows:
+            self._decoded.forget(key)  # pieces come in order: no later piece needs this chunk
+        decode_rows(chunk, layout, rows, out.shape[1], first, out)
+
+    def _fetch(self, path: str, start: int, size: int, cancel: Optional[threading.Event]) -> Any:
+        """Bytes [start, start + size) of a file; locally read into a numpy buffer, whose memory the
+        kernel backs with huge pages (a Python bytes object of 100+ MB costs a 4 KiB page fault each)."""
+        if not self.storage.is_local:
+            return self.storage.read_range(path, start, start + size, cancel)
+        buffer = np.empty(size, dtype=np.uint8)
+        self.storage.read_into(path, start, memoryview(buffer), cancel)  # type: ignore[arg-type]
+        return buffer
 
     def read_rows(
         self,
@@ -224,7 +281,7 @@ class KnownRangesFile(io.RawIOBase):
 
 
 class SharedDecodes:
-    """Decoded tables shared by concurrent pieces: the first asker decodes, the others wait and reuse.
+    """Decoded tables (or fetched chunks) shared by concurrent pieces: the first asker makes it, the others reuse.
 
     Entries leave when `forget` is called (the last piece needing them was read) or when more than
     `size` are held (a read that stopped early), so memory stays bounded.
@@ -235,8 +292,8 @@ class SharedDecodes:
         self._entries: OrderedDict[Hashable, _Decode] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, decode: Callable[[], pa.Table]) -> pa.Table:
-        """The table for `key`, decoding it with `decode` unless another thread has or is doing it."""
+    def get(self, key: Hashable, decode: Callable[[], Any]) -> Any:
+        """The value for `key`, made by `decode` unless another thread has or is making it."""
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None
@@ -259,9 +316,9 @@ class _Decode:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.table: Optional[pa.Table] = None
+        self.table: Any = None
 
-    def run(self, decode: Callable[[], pa.Table], on_error: Callable[[], None]) -> pa.Table:
+    def run(self, decode: Callable[[], Any], on_error: Callable[[], None]) -> Any:
         """Decode as the owner; on failure forget the entry so later askers decode afresh."""
         try:
             self.table = decode()
@@ -272,7 +329,7 @@ class _Decode:
         finally:
             self.done.set()
 
-    def wait(self, decode: Callable[[], pa.Table]) -> pa.Table:
+    def wait(self, decode: Callable[[], Any]) -> Any:
         """The owner's table once it is done, or a decode of our own if the owner failed."""
         self.done.wait()
         return self.table if self.table is not None else decode()
