@@ -272,7 +272,7 @@ def pyarrow_rows(path: str) -> np.ndarray | None:
     try:
         column = pq.read_table(path).column("embedding").combine_chunks()
         return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
-    except Exception:  # noqa: BLE001 - any refusal by pyarrow counts
+    except Exception:
         return None
 
 
