@@ -187,7 +187,7 @@ class ParquetIO:
         try:
             with self._open(footer, metadata, groups, columns, cancel) as source:
                 parquet_file = pq.ParquetFile(source, metadata=metadata, pre_buffer=False)
-                table = parquet_file.read_row_groups(groups, columns=list(columns), use_threads=False)
+                table = parquet_file.read_row_groups(groups, columns=list(columns), use_threads=len(columns) > 1)
         except EmbeddingReaderError:
             raise
         except (FileNotFoundError, PermissionError) as exc:
