@@ -169,6 +169,8 @@ def ceiling_specs(case: Case, dataset: datasets.Dataset, remote: remote_mod.Remo
             out[name] = ({"impl": "ceiling_readinto", "paths": paths, "threads": 1, "pretouch": False}, raw)
         elif name == "readinto_all_fresh":
             out[name] = ({"impl": "ceiling_readinto", "paths": paths, "threads": threads, "pretouch": False}, raw)
+        elif name == "cast_all":
+            out[name] = ({"impl": "ceiling_cast", "paths": paths, "threads": threads}, raw)
         elif name == "pyarrow_all":
             out[name] = ({"impl": "ceiling_pyarrow", "paths": paths}, dataset.spec.data_bytes)
         elif name == "fetch_heads" and remote is not None:

@@ -98,6 +98,8 @@ CASES: tuple[Case, ...] = (
         "npy float16 read as float32",
         "npy",
         dtype="float16",
+        ceilings=("readinto_1t", "readinto_all", "cast_all"),
+        main_ceiling="cast_all",
         targets=(Target("ref_ratio", 3, "3x ref"),),
     ),
     Case(

@@ -16,6 +16,7 @@ CEILING_TITLES = {
     "readinto_1t_fresh": "readinto 1 thread, fresh pages",
     "readinto_all_fresh": "readinto all cores, fresh pages",
     "pyarrow_all": "pyarrow decode all cores",
+    "cast_all": "numpy f16->f32 cast all cores (no read)",
     "fetch": "fsspec fetch whole files",
     "fetch_heads": "aiohttp GET 128-byte heads, s",
 }

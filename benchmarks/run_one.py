@@ -139,6 +139,8 @@ def run_ceiling(spec: dict[str, Any]) -> dict[str, Any]:
     kind = spec["impl"]
     if kind == "ceiling_readinto":
         seconds = ceilings.readinto(spec["paths"], spec["threads"], pretouch=spec.get("pretouch", True))
+    elif kind == "ceiling_cast":
+        seconds = ceilings.cast_float32(spec["paths"], spec["threads"])
     elif kind == "ceiling_pyarrow":
         seconds = ceilings.pyarrow_decode(spec["paths"], spec.get("embedding_column", "embedding"))
     elif kind == "ceiling_fetch":

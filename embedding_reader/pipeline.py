@@ -6,15 +6,16 @@ a budget smaller than one batch slows the read down but never deadlocks it. Peak
 about the budget, plus the batch being assembled, plus the batch the caller holds.
 
 Lookahead rule: pieces of later batches are read ahead of the oldest one by at most the oldest
-batch's own bytes (or, for batches smaller than that, `2 * parallel` pieces, so no worker idles).
+batch's own bytes, or `2 * parallel` pieces when that is more (small batches), so no worker idles.
 Before the first batch this bounds its latency: it shares the storage's bandwidth with at most as many
-bytes again, so it arrives within about twice the time its own pieces take. Afterwards it keeps memory
-at about two batches in flight whatever the budget, so that the batch pool can recycle the arrays the
+bytes again, so it arrives within about twice the time its own pieces take. Afterwards it keeps large
+batches to about two in flight whatever the budget, so that the batch pool can recycle the arrays the
 caller drops instead of faulting in fresh pages: reading further ahead would not read any faster.
 """
 
 import threading
 from collections import deque
+from itertools import islice
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Iterator, List, Optional, Tuple
@@ -94,8 +95,10 @@ class Pipeline:
         if self._in_flight + cost > self._budget:
             return False
         oldest_cost = self._pending[0].cost
-        ahead = self._in_flight - oldest_cost + cost
-        return ahead <= oldest_cost or (bool(self._handed_over) and ahead <= 2 * self._parallel * cost)
+        if self._in_flight - oldest_cost + cost <= oldest_cost:
+            return True
+        pieces_ahead = sum(len(batch.futures) for batch in islice(self._pending, 1, None))
+        return bool(self._handed_over) and pieces_ahead < 2 * self._parallel
 
     def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
         """Read one piece in a worker thread; failures name the file and rows."""
