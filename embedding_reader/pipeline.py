@@ -15,9 +15,9 @@ caller drops instead of faulting in fresh pages: reading further ahead would not
 
 import threading
 from collections import deque
-from itertools import islice
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Callable, Deque, Iterator, List, Optional, Tuple
 
 import numpy as np

@@ -1,7 +1,8 @@
 """Storage: every byte the library reads goes through here, as exact, length-checked, retried range reads.
 
-Remote filesystems are asked for exactly the bytes needed (`cat_file` / `cat_ranges`): no read-ahead
-block, no HEAD per read. Local files are read straight into the caller's buffer with `readinto`.
+Remote filesystems are asked for exactly the bytes needed (`cat_file` / `cat_ranges`, or a streamed
+GET over http and s3): no read-ahead block, no HEAD per read. Local files are read straight into the
+caller's buffer with `readinto`.
 """
 
 import asyncio
@@ -17,10 +18,12 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ReadFailedError, ShortReadError
 from .retry import RetryPolicy, call_with_retries
+from .streaming import StreamInto, stream_reader
 
 HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
 HEADER_READ_CONCURRENCY = 128  # for async filesystems (http, s3, gcs): requests in flight at once
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
+STREAM_PART_BYTES = 4 * 2**20  # a remote piece is fetched as concurrent range requests of this size
 
 FileEntry = Tuple[str, Optional[int]]  # (path, size in bytes if the listing gave it)
 
@@ -206,21 +209,51 @@ class Storage:
         return data
 
     def _cat(self, path: str, start: int, end: int, cancel: Optional[threading.Event]) -> bytes:
-        """`fs.cat_file`; on an async filesystem, abandoned (its request aborted) soon after `cancel` is set.
-
-        A worker blocked in a long request to a slow server would otherwise hold up the end of a read
-        (a break out of the caller's loop) until the whole response arrived.
-        """
+        """`fs.cat_file`; on an async filesystem, abandoned (its request aborted) soon after `cancel` is set."""
         fs = self.fs
         if cancel is None or not getattr(fs, "async_impl", False):
             return fs.cat_file(path, start=start, end=end)
         coroutine = fs._cat_file(path, start=start, end=end)  # pylint: disable=protected-access
-        request = asyncio.run_coroutine_threadsafe(coroutine, fs.loop)
+        return self._run_async(coroutine, byte_range(path, start, end), cancel)
+
+    def _run_async(self, coroutine: Any, where: str, cancel: Optional[threading.Event]) -> Any:
+        """Run a coroutine on the filesystem's event loop; abandon it (aborting its request) once `cancel` is set.
+
+        A worker blocked in a long request to a slow server would otherwise hold up the end of a read
+        (a break out of the caller's loop) until the whole response arrived.
+        """
+        request = asyncio.run_coroutine_threadsafe(coroutine, self.fs.loop)
         while not wait_futures([request], timeout=CANCEL_POLL_S).done:
-            if cancel.is_set():
+            if cancel is not None and cancel.is_set():
                 request.cancel()
-                raise ReadFailedError(f"{byte_range(path, start, end)}: read cancelled")
+                raise ReadFailedError(f"{where}: read cancelled")
         return request.result()
+
+    def _stream_exact(self, stream: StreamInto, path: str, start: int, out: memoryview, cancel) -> None:
+        """Stream bytes [start, start + len(out)) into `out` as parts of STREAM_PART_BYTES fetched at once.
+
+        Parts multiply the connections a piece uses (servers often cap each connection's rate) without
+        more threads. Each attempt fetches the parts still missing, so a fault costs one part's request.
+        """
+        where = byte_range(path, start, start + out.nbytes)
+        missing = [(lo, min(lo + STREAM_PART_BYTES, out.nbytes)) for lo in range(0, out.nbytes, STREAM_PART_BYTES)]
+
+        def attempt() -> None:
+            parts = [self._stream_part(stream, path, start + lo, out[lo:hi]) for lo, hi in missing]
+            results = self._run_async(_gather(parts), where, cancel)
+            failures = [(part, result) for part, result in zip(missing, results) if isinstance(result, BaseException)]
+            missing[:] = [part for part, _ in failures]
+            if failures:
+                raise failures[0][1]
+
+        call_with_retries(attempt, where, self.retry_policy, cancel)
+
+    async def _stream_part(self, stream: StreamInto, path: str, start: int, out: memoryview) -> None:
+        """One streamed range read, which must come back whole."""
+        received = await stream(self.fs, path, start, out)
+        self.stats.add(received)
+        if received != out.nbytes:
+            raise ShortReadError(f"{byte_range(path, start, start + out.nbytes)}: got {received} bytes")
 
     def sizes(self, files: Sequence[FileEntry]) -> List[int]:
         """Sizes of the files, asking storage (concurrently) only for those the listing did not give."""
@@ -232,9 +265,14 @@ class Storage:
         return [found[path] if size is None else size for path, size in files]
 
     def read_into(self, path: str, start: int, out: memoryview, cancel: Optional[threading.Event] = None) -> None:
-        """Fill `out` with the file's bytes from `start`: straight from disk locally, else one ranged read."""
+        """Fill `out` with the file's bytes from `start`: straight from disk locally, else one ranged read
+        (streamed into `out` as it arrives over http and s3, retried like `read_range`)."""
         if not self.is_local:
-            out[:] = self.read_range(path, start, start + out.nbytes, cancel)
+            stream = stream_reader(self.fs)
+            if stream is None:
+                out[:] = self.read_range(path, start, start + out.nbytes, cancel)
+                return
+            self._stream_exact(stream, path, start, out, cancel)
             return
         with open(path, "rb") as file:
             file.seek(start)
@@ -262,6 +300,11 @@ class Storage:
                 raise ShortReadError(f"size of {redact(path)}: {type(exc).__name__}: {exc}") from exc
 
         return call_with_retries(size, f"size of {redact(path)}", self.retry_policy)
+
+
+async def _gather(coroutines: List[Any]) -> List[Any]:
+    """Run coroutines at once on the running loop; their results or exceptions, in order."""
+    return await asyncio.gather(*coroutines, return_exceptions=True)
 
 
 def _protocol(url: str) -> str:

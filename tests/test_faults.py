@@ -18,6 +18,7 @@ import pytest
 import s3fs
 
 from embedding_reader import EmbeddingReader, ReadFailedError, RetryPolicy
+from embedding_reader import storage as storage_module
 from tests.support.collections import (
     Collection,
     write_npy_collection,
@@ -113,6 +114,40 @@ def test_http_heavy_single_fault(tree, http_server_factory, file_format, kind):
     """One fault kind at a high rate (429 included): still exact, with faults played on header reads too."""
     faults = FaultConfig(**HEAVY[kind], seed=7)
     assert faulty_http_read(tree, http_server_factory, file_format, faults, kind) > 0
+
+
+@pytest.mark.parametrize("file_format", ["npy", "parquet"])
+def test_http_faults_in_streamed_parts(tree, http_server_factory, monkeypatch, file_format):
+    """Pieces streamed as several concurrent range requests (parts of 256 bytes): exact under mixed faults,
+    and each fault costs one request, that of its own part (no sibling part is fetched again). For npy the
+    count is exact; parquet pieces sharing a row group may race to fetch its chunk, so there it is a bound."""
+    monkeypatch.setattr(storage_module, "STREAM_PART_BYTES", 256)
+    root, collections = tree
+    collection = collections[file_format]
+    clean = http_server_factory(root)
+    assert_rows(
+        read_pass(open_remote(collection, Remote(root, clean.url)), BATCH, max_piece_size=PIECE), collection, BATCH
+    )
+    server = http_server_factory(root, faults=FaultConfig(**MIXED, seed=5))
+    reader = open_remote(collection, Remote(root, server.url))
+    assert_rows(read_pass(reader, BATCH, max_piece_size=PIECE, parallel_pieces=4), collection, BATCH)
+    faults = sum(server.stats.faults.values())
+    assert faults and clean.stats.requests > 2 * len(collection.paths)  # several parts per piece
+    if file_format == "npy":
+        assert server.stats.requests == clean.stats.requests + faults, (server.stats, clean.stats)
+    else:
+        assert server.stats.requests <= clean.stats.requests + faults + 2, (server.stats, clean.stats)
+
+
+@pytest.mark.parametrize("file_format", ["npy", "parquet"])
+def test_server_ignoring_ranges_is_refused(http_server_factory, file_format, tmp_path):
+    """A server answering every range request with the whole file (200): a clear error, never wrong rows."""
+    collection = write_collection(file_format, tmp_path / file_format)
+    server = http_server_factory(tmp_path)
+    reader = open_remote(collection, Remote(str(tmp_path), server.url), retry_policy=ALWAYS_FAIL_POLICY)
+    server.ignore_ranges = True
+    with pytest.raises(ReadFailedError, match=r"status 200 to a range request|more than asked"):
+        read_pass(reader, BATCH, max_piece_size=PIECE, parallel_pieces=1)
 
 
 # ---------------------------------------------------------------- failures that must be reported, fast

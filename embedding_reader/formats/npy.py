@@ -109,8 +109,9 @@ class NpyFormat(Format):
         elif self.storage.is_local:
             self._read_cast_in_blocks(header, offset, out, cancel)
         else:
-            data = self.storage.read_range(header.path, offset, offset + len(out) * header.row_bytes, cancel)
-            np.copyto(out, np.frombuffer(data, dtype=stored).reshape(out.shape), casting="unsafe")
+            stored_rows = np.empty(out.shape, dtype=stored)
+            self.storage.read_into(header.path, offset, stored_rows.data.cast("B"), cancel)
+            np.copyto(out, stored_rows, casting="unsafe")
 
     def _read_cast_in_blocks(
         self, header: FileHeader, offset: int, out: np.ndarray, cancel: Optional[threading.Event]

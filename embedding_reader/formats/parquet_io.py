@@ -149,11 +149,9 @@ class ParquetIO:
             self._decoded.forget(key)  # pieces come in order: no later piece needs this chunk
         decode_rows(chunk, layout, rows, out.shape[1], first, out)
 
-    def _fetch(self, path: str, start: int, size: int, cancel: Optional[threading.Event]) -> Any:
-        """Bytes [start, start + size) of a file; locally read into a numpy buffer, whose memory the
-        kernel backs with huge pages (a Python bytes object of 100+ MB costs a 4 KiB page fault each)."""
-        if not self.storage.is_local:
-            return self.storage.read_range(path, start, start + size, cancel)
+    def _fetch(self, path: str, start: int, size: int, cancel: Optional[threading.Event]) -> np.ndarray:
+        """Bytes [start, start + size) of a file, read into a numpy buffer: numpy asks the kernel for huge
+        pages, where a Python bytes object of 100+ MB costs a 4 KiB page fault each."""
         buffer = np.empty(size, dtype=np.uint8)
         self.storage.read_into(path, start, memoryview(buffer), cancel)  # type: ignore[arg-type]
         return buffer

@@ -120,7 +120,8 @@ class _StaticFileHandler(FaultHandler):
         stat = path.stat()
         size = stat.st_size
         try:
-            byte_range = parse_range(self.headers.get("Range"), size)
+            ranges = self.headers.get("Range") if not cast(RangeHTTPServer, self.owner).ignore_ranges else None
+            byte_range = parse_range(ranges, size)
         except UnsatisfiableRange:
             self._serve_plain(url_path, 416, b"range not satisfiable\n", {"Content-Range": f"bytes */{size}"})
             return
@@ -162,7 +163,10 @@ class RangeHTTPServer(LoopbackServer):
         faults: FaultConfig | None = None,
         latency_s: float = 0.0,
         bytes_per_s_per_connection: float | None = None,
+        ignore_ranges: bool = False,
     ) -> None:
-        """Serve the files under ``root``."""
+        """Serve the files under ``root``; with ``ignore_ranges``, every GET gets the whole file (200), as
+        some servers do."""
         super().__init__(faults, latency_s, bytes_per_s_per_connection)
         self.root = Path(root).resolve()
+        self.ignore_ranges = ignore_ranges
