@@ -18,12 +18,11 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ReadFailedError, ShortReadError
 from .retry import RetryPolicy, call_with_retries
-from .streaming import StreamInto, stream_reader
+from .streaming import Streamer, StreamInto, stream_reader
 
 HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
 HEADER_READ_CONCURRENCY = 128  # for async filesystems (http, s3, gcs): requests in flight at once
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
-STREAM_PART_BYTES = 4 * 2**20  # a remote piece is fetched as concurrent range requests of this size
 
 FileEntry = Tuple[str, Optional[int]]  # (path, size in bytes if the listing gave it)
 
@@ -229,17 +228,18 @@ class Storage:
                 raise ReadFailedError(f"{where}: read cancelled")
         return request.result()
 
-    def _stream_exact(self, stream: StreamInto, path: str, start: int, out: memoryview, cancel) -> None:
-        """Stream bytes [start, start + len(out)) into `out` as parts of STREAM_PART_BYTES fetched at once.
+    def _stream_exact(self, streamer: Streamer, path: str, start: int, out: memoryview, cancel) -> None:
+        """Stream bytes [start, start + len(out)) into `out`, as concurrent parts if the filesystem wants them.
 
-        Parts multiply the connections a piece uses (servers often cap each connection's rate) without
-        more threads. Each attempt fetches the parts still missing, so a fault costs one part's request.
+        Parts multiply the connections a piece uses without more threads. Each attempt fetches the parts
+        still missing, so a fault costs one part's request.
         """
         where = byte_range(path, start, start + out.nbytes)
-        missing = [(lo, min(lo + STREAM_PART_BYTES, out.nbytes)) for lo in range(0, out.nbytes, STREAM_PART_BYTES)]
+        step = streamer.part_bytes or out.nbytes or 1
+        missing = [(lo, min(lo + step, out.nbytes)) for lo in range(0, out.nbytes, step)]
 
         def attempt() -> None:
-            parts = [self._stream_part(stream, path, start + lo, out[lo:hi]) for lo, hi in missing]
+            parts = [self._stream_part(streamer.read_into, path, start + lo, out[lo:hi]) for lo, hi in missing]
             results = self._run_async(_gather(parts), where, cancel)
             failures = [(part, result) for part, result in zip(missing, results) if isinstance(result, BaseException)]
             missing[:] = [part for part, _ in failures]
@@ -268,11 +268,11 @@ class Storage:
         """Fill `out` with the file's bytes from `start`: straight from disk locally, else one ranged read
         (streamed into `out` as it arrives over http and s3, retried like `read_range`)."""
         if not self.is_local:
-            stream = stream_reader(self.fs)
-            if stream is None:
+            streamer = stream_reader(self.fs)
+            if streamer is None:
                 out[:] = self.read_range(path, start, start + out.nbytes, cancel)
                 return
-            self._stream_exact(stream, path, start, out, cancel)
+            self._stream_exact(streamer, path, start, out, cancel)
             return
         with open(path, "rb") as file:
             file.seek(start)

@@ -7,23 +7,39 @@ itself. Errors are those `cat_file` raises (404 is FileNotFoundError, other stat
 error), so retries treat both paths alike. Other filesystems keep `cat_file`.
 """
 
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from .errors import ShortReadError
 
 StreamInto = Callable[[Any, str, int, memoryview], Awaitable[int]]
 S3_READ_BYTES = 256 * 1024  # per body read: what a socket read gives at most, so nothing is joined
+# http: a piece is fetched as concurrent parts of this size. Servers often cap each connection's rate;
+# measured with 30 ms + 10 MB/s per connection, 4 MB parts read 0.35-0.39 GB/s, whole 16 MB pieces 0.24-0.26.
+HTTP_PART_BYTES = 4 * 2**20
 
 
-def stream_reader(fs: Any) -> Optional[StreamInto]:
+@dataclass(frozen=True)
+class Streamer:
+    """How to stream ranges of one filesystem: the coroutine, and the part size (None: one request per range).
+
+    S3 gets one request per range: it bills per request and recommends 8 to 16 MB ranges, which is
+    what a remote piece is; measured through moto, 4 MB parts read at a third of the speed.
+    """
+
+    read_into: StreamInto
+    part_bytes: Optional[int]
+
+
+def stream_reader(fs: Any) -> Optional[Streamer]:
     """The streaming read for this filesystem, or None if it has none (then use `cat_file`)."""
     protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
     if not getattr(fs, "async_impl", False):
         return None
     if "http" in protocols and hasattr(fs, "set_session") and hasattr(fs, "encode_url"):
-        return _http_into
+        return Streamer(_http_into, HTTP_PART_BYTES)
     if "s3" in protocols and hasattr(fs, "_call_s3") and hasattr(fs, "split_path"):
-        return _s3_into
+        return Streamer(_s3_into, None)
     return None
 
 

@@ -17,8 +17,7 @@ import psutil
 import pytest
 import s3fs
 
-from embedding_reader import EmbeddingReader, ReadFailedError, RetryPolicy
-from embedding_reader import storage as storage_module
+from embedding_reader import EmbeddingReader, ReadFailedError, RetryPolicy, streaming
 from tests.support.collections import (
     Collection,
     write_npy_collection,
@@ -121,7 +120,7 @@ def test_http_faults_in_streamed_parts(tree, http_server_factory, monkeypatch, f
     """Pieces streamed as several concurrent range requests (parts of 256 bytes): exact under mixed faults,
     and each fault costs one request, that of its own part (no sibling part is fetched again). For npy the
     count is exact; parquet pieces sharing a row group may race to fetch its chunk, so there it is a bound."""
-    monkeypatch.setattr(storage_module, "STREAM_PART_BYTES", 256)
+    monkeypatch.setattr(streaming, "HTTP_PART_BYTES", 256)
     root, collections = tree
     collection = collections[file_format]
     clean = http_server_factory(root)
