@@ -313,3 +313,19 @@ def test_mutated_pages(original, flips):
             np.testing.assert_array_equal(got, expected)
         else:
             np.testing.assert_array_equal(got, ORIGINAL)
+
+
+def test_shared_decodes_last_taker_releases_in_any_order():
+    """A shared value is made once for all the pieces that take its rows, whatever their order, then dropped."""
+    from embedding_reader.formats.parquet_io import SharedDecodes
+
+    made: list[int] = []
+
+    def make() -> int:
+        made.append(1)
+        return len(made)
+
+    shared = SharedDecodes(size=4)
+    assert shared.get("k", make, 6, 10) == 1  # the later rows first (an earlier piece was delayed)
+    assert shared.get("k", make, 4, 10) == 1  # all 10 rows taken: made once, now dropped
+    assert shared.get("k", make, 10, 10) == 2 and len(made) == 2

@@ -144,9 +144,8 @@ class ParquetIO:
         """Rows [first, first + len(out)) of one row group's embedding chunk, fetched once for all its pieces."""
         rows = footer.row_groups[group]
         key = (footer.path, group, layout.start)
-        chunk = self._decoded.get(key, lambda: self._fetch(footer.path, layout.start, layout.size, cancel))
-        if first + len(out) == rows:
-            self._decoded.forget(key)  # pieces come in order: no later piece needs this chunk
+        fetch = lambda: self._fetch(footer.path, layout.start, layout.size, cancel)  # noqa: E731
+        chunk = self._decoded.get(key, fetch, len(out), rows)
         decode_rows(chunk, layout, rows, out.shape[1], first, out)
 
     def _fetch(self, path: str, start: int, size: int, cancel: Optional[threading.Event]) -> np.ndarray:
@@ -167,14 +166,13 @@ class ParquetIO:
         """Rows [first, last) of the given columns, decoding only the row groups that hold them.
 
         A row group is the smallest unit parquet decodes; when a batch boundary cuts one in two, the
-        two pieces share one decode: the table stays cached until the piece that ends with it is read.
+        two pieces share one decode: the table stays cached until pieces have taken all its rows.
         """
         groups, group_start = units_covering(footer.row_groups, first, last)
-        groups_end = group_start + sum(footer.row_groups[g] for g in groups)
+        group_rows = sum(footer.row_groups[g] for g in groups)
         key = (footer.path, tuple(groups), tuple(columns))
-        table = self._decoded.get(key, lambda: self._decode(footer, groups, columns, first, last, cancel))
-        if last == groups_end:
-            self._decoded.forget(key)  # pieces come in order: no later piece needs these row groups
+        decode = lambda: self._decode(footer, groups, columns, first, last, cancel)  # noqa: E731
+        table = self._decoded.get(key, decode, last - first, group_rows)
         return table.slice(first - group_start, last - first)
 
     def _decode(
@@ -281,8 +279,9 @@ class KnownRangesFile(io.RawIOBase):
 class SharedDecodes:
     """Decoded tables (or fetched chunks) shared by concurrent pieces: the first asker makes it, the others reuse.
 
-    Entries leave when `forget` is called (the last piece needing them was read) or when more than
-    `size` are held (a read that stopped early), so memory stays bounded.
+    Each asker says how many of the entry's rows it takes; the entry leaves once its rows are all
+    taken, in whatever order the pieces came (a piece delayed by a retry still finds it), or when more
+    than `size` are held (a read that stopped early), so memory stays bounded.
     """
 
     def __init__(self, size: int):
@@ -290,8 +289,9 @@ class SharedDecodes:
         self._entries: OrderedDict[Hashable, _Decode] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, decode: Callable[[], Any]) -> Any:
-        """The value for `key`, made by `decode` unless another thread has or is making it."""
+    def get(self, key: Hashable, decode: Callable[[], Any], rows: int, total_rows: int) -> Any:
+        """The value for `key`, made by `decode` unless another thread has or is making it; the asker
+        takes `rows` of its `total_rows` rows."""
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None
@@ -299,14 +299,18 @@ class SharedDecodes:
                 entry = self._entries[key] = _Decode()
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)
+            entry.rows_taken += rows
+            if entry.rows_taken >= total_rows:
+                del self._entries[key]  # every row is spoken for: no later piece needs it
         if owner:
-            return entry.run(decode, lambda: self.forget(key))
+            return entry.run(decode, lambda: self._forget(key, entry))
         return entry.wait(decode)
 
-    def forget(self, key: Hashable) -> None:
-        """Drop a table nobody will ask for again."""
+    def _forget(self, key: Hashable, entry: "_Decode") -> None:
+        """Drop a failed entry, so that later askers make the value afresh."""
         with self._lock:
-            self._entries.pop(key, None)
+            if self._entries.get(key) is entry:
+                del self._entries[key]
 
 
 class _Decode:
@@ -315,6 +319,7 @@ class _Decode:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.table: Any = None
+        self.rows_taken = 0
 
     def run(self, decode: Callable[[], Any], on_error: Callable[[], None]) -> Any:
         """Decode as the owner; on failure forget the entry so later askers decode afresh."""
