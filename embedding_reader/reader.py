@@ -23,7 +23,7 @@ DEFAULT_PIECE_BYTES = 50 * 2**20  # local: one readinto or row-group read per 50
 DEFAULT_PIECE_BYTES_REMOTE = 16 * 2**20  # remote: a 16 MB range read amortises latency; more pieces, more connections
 DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
-MAX_DEFAULT_PARALLEL_REMOTE = 64  # remote reads are bound per connection: more connections, more throughput
+MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 
 Batch = Tuple[np.ndarray, pd.DataFrame]

@@ -119,7 +119,8 @@ def test_http_heavy_single_fault(tree, http_server_factory, file_format, kind):
 def test_http_faults_in_streamed_parts(tree, http_server_factory, monkeypatch, file_format):
     """Pieces streamed as several concurrent range requests (parts of 256 bytes): exact under mixed faults,
     and each fault costs one request, that of its own part (no sibling part is fetched again). For npy the
-    count is exact; parquet pieces sharing a row group may race to fetch its chunk, so there it is a bound."""
+    count is exact; for parquet, pieces sharing a row group sometimes fetch it twice (the shared cache is bounded),
+    so there it is a bound: a refetch of sibling parts would cost about 50 more requests here."""
     monkeypatch.setattr(streaming, "HTTP_PART_BYTES", 256)
     root, collections = tree
     collection = collections[file_format]
@@ -135,7 +136,7 @@ def test_http_faults_in_streamed_parts(tree, http_server_factory, monkeypatch, f
     if file_format == "npy":
         assert server.stats.requests == clean.stats.requests + faults, (server.stats, clean.stats)
     else:
-        assert server.stats.requests <= clean.stats.requests + faults + 2, (server.stats, clean.stats)
+        assert server.stats.requests <= clean.stats.requests + faults + 10, (server.stats, clean.stats)
 
 
 @pytest.mark.parametrize("file_format", ["npy", "parquet"])

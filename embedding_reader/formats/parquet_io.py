@@ -21,7 +21,7 @@ from .parquet_pages import ChunkLayout, NotFastPath, chunk_layout, decode_rows
 
 TAIL_PROBE_BYTES = 64 * 1024
 FOOTER_CACHE_SIZE = 256
-DECODED_CACHE_SIZE = 2  # decoded row groups kept for the next piece; bounded in case a read stops early
+DECODED_CACHE_SIZE = 4  # shared chunks or decodes awaiting the rest of their pieces; bounded in case a read stops early
 _MAGIC = b"PAR1"
 
 
