@@ -10,7 +10,7 @@ error), so retries treat both paths alike. Other filesystems keep `cat_file`.
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-from .errors import ShortReadError
+from .errors import ReadFailedError, ShortReadError
 
 StreamInto = Callable[[Any, str, int, memoryview], Awaitable[int]]
 S3_READ_BYTES = 256 * 1024  # per body read: what a socket read gives at most, so nothing is joined
@@ -63,7 +63,7 @@ async def _http_into(fs: Any, url: str, start: int, out: memoryview) -> int:
             raise FileNotFoundError(url)
         response.raise_for_status()
         if response.status != 206 and start != 0:
-            raise ShortReadError(f"{url}: status {response.status} to a range request")
+            raise ReadFailedError(f"{url}: status {response.status} to a range request: the server ignores Range")
         filled = 0
         async for chunk in response.content.iter_any():  # chunks as received: no joining
             filled = _append(out, filled, chunk, url)

@@ -9,7 +9,7 @@ with pyarrow instead, which also reports what is wrong with a corrupt file.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -365,20 +365,27 @@ def _parse_value(data: memoryview, position: int, kind: int, depth: int) -> Tupl
         length, position = _varint(data, position)
         return None, position + length
     if kind in (9, 10):
-        if position >= len(data):
-            raise NotFastPath("truncated page header")
-        size, element = data[position] >> 4, data[position] & 0x0F
-        position += 1
-        if size == 15:
-            size, position = _varint(data, position)
-        items = []
-        for _ in range(size):
-            if element in (1, 2):
-                item, position = data[position] == 1, position + 1
-            else:
-                item, position = _parse_value(data, position, element, depth + 1)
-            items.append(item)
-        return items, position
+        return _parse_list(data, position, depth)
     if kind == 12:
         return _parse_struct(data, position, depth + 1)
     raise NotFastPath(f"thrift type {kind} in a page header")
+
+
+def _parse_list(data: memoryview, position: int, depth: int) -> Tuple[List[Any], int]:
+    """A compact-protocol list or set: a size-and-type byte (and a varint size if large), then the items."""
+    if position >= len(data):
+        raise NotFastPath("truncated page header")
+    size, element = data[position] >> 4, data[position] & 0x0F
+    position += 1
+    if size == 15:
+        size, position = _varint(data, position)
+    items = []
+    for _ in range(size):
+        if position >= len(data):
+            raise NotFastPath("truncated page header")
+        if element in (1, 2):
+            item, position = data[position] == 1, position + 1
+        else:
+            item, position = _parse_value(data, position, element, depth + 1)
+        items.append(item)
+    return items, position
