@@ -4,7 +4,7 @@ import os
 import sys
 import threading
 from itertools import chain, islice
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import pandas as pd
@@ -233,16 +233,25 @@ class EmbeddingReader:
 
     def _with_progress(self, batches: Pipeline, total_rows: int, show_progress: bool) -> Iterator[Batch]:
         """The batches, advancing a tqdm bar (rows, and MB/s of stored bytes) on stderr when it is a terminal."""
-        with tqdm(
-            total=total_rows, unit=" rows", unit_scale=True, file=sys.stderr, disable=None if show_progress else True
-        ) as bar:
-            for batch in batches:
-                bar.update(len(batch[0]))
-                if not bar.disable and bar.format_dict.get("elapsed"):
-                    rate = bar.n * self.byte_per_item / bar.format_dict["elapsed"] / 1e6
-                    bar.set_postfix_str(f"{rate:.0f} MB/s", refresh=False)  # drawn by the next throttled update
-                yield batch
-                del batch  # so that the batch pool can reuse its array once the caller drops it too
+        iterator = cast(Generator[Batch, None, None], iter(batches))
+        try:
+            with tqdm(
+                total=total_rows,
+                unit=" rows",
+                unit_scale=True,
+                file=sys.stderr,
+                disable=None if show_progress else True,
+            ) as bar:
+                for batch in iterator:
+                    bar.update(len(batch[0]))
+                    if not bar.disable and bar.format_dict.get("elapsed"):
+                        rate = bar.n * self.byte_per_item / bar.format_dict["elapsed"] / 1e6
+                        bar.set_postfix_str(f"{rate:.0f} MB/s", refresh=False)  # drawn by the next throttled update
+                    yield batch
+                    del batch  # so that the batch pool can reuse its array once the caller drops it too
+        finally:
+            iterator.close()  # stop the workers now, not whenever the generator is collected
+            self._format.read_finished()
 
 
 def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:

@@ -329,3 +329,17 @@ def test_shared_decodes_last_taker_releases_in_any_order():
     assert shared.get("k", make, 6, 10) == 1  # the later rows first (an earlier piece was delayed)
     assert shared.get("k", make, 4, 10) == 1  # all 10 rows taken: made once, now dropped
     assert shared.get("k", make, 10, 10) == 2 and len(made) == 2
+
+
+def test_reads_ending_inside_a_row_group_leave_nothing_cached(tmp_path):
+    """A read that ends (or is stopped) inside a row group drops the chunk its pieces shared: the reader
+    holds no row group between reads."""
+    embeddings = sample_embeddings(40, 4, "float32")
+    write(str(tmp_path), embeddings, row_group_size=20)
+    got, reader = read(str(tmp_path), start=3, end=15, batch_size=5)
+    np.testing.assert_array_equal(got, embeddings[3:15])
+    shared = reader._format.parquet._decoded  # type: ignore[attr-defined]
+    assert not shared._entries
+    for _ in reader(batch_size=5, max_piece_size=1, show_progress=False):
+        break
+    assert not shared._entries

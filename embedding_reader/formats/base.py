@@ -45,6 +45,10 @@ class Format(ABC):
     ) -> Optional[pd.DataFrame]:
         """Write the piece's embeddings into `out` (its batch slice) and return its meta columns, if any."""
 
+    def read_finished(self) -> None:
+        """A read ended (done, stopped or failed): drop what its pieces shared, so the reader holds nothing."""
+        return None  # npy pieces share nothing
+
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """Memory a piece needs beyond its batch slice while being read (decode buffers, metadata)."""
         return decoded_rows(piece, header) * header.meta_bytes_per_row

@@ -132,6 +132,9 @@ class ParquetFormat(Format):
             copy_embeddings(table.column(self.embedding_column), out, f"{redact(header.path)} rows [{first}, {last})")
         return table.select(self.meta_columns).to_pandas() if self.meta_columns else None
 
+    def read_finished(self) -> None:
+        self.parquet.drop_shared()
+
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """The compressed column chunks and the decoded row groups, about twice their stored bytes."""
         embeddings = DECODE_OVERHEAD * decoded_rows(piece, header) * header.row_bytes

@@ -104,6 +104,10 @@ class ParquetIO:
             while len(self._cache) > FOOTER_CACHE_SIZE:
                 self._cache.popitem(last=False)
 
+    def drop_shared(self) -> None:
+        """Forget the chunks and decodes pieces shared (a read ending inside a row group leaves one behind)."""
+        self._decoded.clear()
+
     def read_embeddings(
         self,
         footer: ParquetFooter,
@@ -305,6 +309,11 @@ class SharedDecodes:
         if owner:
             return entry.run(decode, lambda: self._forget(key, entry))
         return entry.wait(decode)
+
+    def clear(self) -> None:
+        """Drop every entry (their current holders keep theirs)."""
+        with self._lock:
+            self._entries.clear()
 
     def _forget(self, key: Hashable, entry: "_Decode") -> None:
         """Drop a failed entry, so that later askers make the value afresh."""

@@ -60,6 +60,9 @@ class ParquetNpyFormat(NpyFormat):
             meta_bytes_per_row=meta_bytes_per_row(metadata, self.meta_columns),
         )
 
+    def read_finished(self) -> None:
+        self.parquet.drop_shared()
+
     def read_piece(
         self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
     ) -> Optional[pd.DataFrame]:
