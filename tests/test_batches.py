@@ -1,0 +1,80 @@
+"""Batch arrays are recycled only once the caller has dropped them: kept batches, views and buffers stay intact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedding_reader import EmbeddingReader
+from embedding_reader.batches import ArrayPool
+from tests.support.collections import write_npy_collection
+
+ROWS, BATCH = [900, 700, 400], 100  # 20 batches of 100 rows
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    """A 2000-row npy collection in three files."""
+    return write_npy_collection(tmp_path_factory.mktemp("npy"), ROWS, dim=8)
+
+
+def batches(collection, **kwargs):
+    """The batches of a whole read, 100 rows each, pieces of 30 rows."""
+    reader = EmbeddingReader(collection.folder, file_format="npy")
+    return reader(BATCH, max_piece_size=30, show_progress=False, **kwargs)
+
+
+def expected(collection, k: int) -> np.ndarray:
+    """Rows of batch k."""
+    return collection.embeddings[k * BATCH : (k + 1) * BATCH]
+
+
+def owner(array: np.ndarray) -> int:
+    """Address of the memory an array lives in."""
+    return (array.base if array.base is not None else array).__array_interface__["data"][0]
+
+
+def test_kept_batches_are_never_overwritten(collection):
+    """Every batch kept by the caller still holds its own rows at the end of the read."""
+    kept = [emb for emb, _ in batches(collection)]
+    assert len(kept) == 20
+    for k, emb in enumerate(kept):
+        np.testing.assert_array_equal(emb, expected(collection, k))
+
+
+@pytest.mark.parametrize("keep", ["view", "memoryview", "column"])
+def test_kept_views_and_buffers_are_never_overwritten(collection, keep):
+    """A numpy view, a memoryview or a column slice of a batch keeps the batch's memory from being reused."""
+    make = {
+        "view": lambda emb: emb[:3],
+        "memoryview": memoryview,
+        "column": lambda emb: emb[:, 2],
+    }[keep]
+    kept = [make(emb) for emb, _ in batches(collection)]
+    for k, item in enumerate(kept):
+        rows = expected(collection, k)
+        want = {"view": rows[:3], "memoryview": rows, "column": rows[:, 2]}[keep]
+        np.testing.assert_array_equal(np.asarray(item), want)
+
+
+def test_dropped_batches_are_recycled(collection):
+    """In the usual loop, later batches reuse the memory of dropped ones (and still hold the right rows)."""
+    owners = []
+    for k, (emb, _) in enumerate(batches(collection)):
+        np.testing.assert_array_equal(emb, expected(collection, k))
+        owners.append(owner(emb))
+        del emb
+    assert len(set(owners)) < len(owners) // 2, owners
+
+
+def test_pool_reuses_only_unreferenced_buffers():
+    """The pool itself: a handed-out array is taken again only after the last reference to it is gone."""
+    pool = ArrayPool()
+    first = pool.take((4, 2), np.dtype(np.float32))
+    pool.handed_out(first)
+    second = pool.take((4, 2), np.dtype(np.float32))
+    assert owner(second) != owner(first)  # `first` is still held here
+    address = owner(first)
+    del first
+    third = pool.take((3, 2), np.dtype(np.float32))  # smaller fits in the dropped buffer
+    assert owner(third) == address and third.shape == (3, 2)
