@@ -19,9 +19,10 @@ import s3fs
 
 from embedding_reader import EmbeddingReader, ReadFailedError, RetryPolicy, streaming
 from tests.support.collections import (
+    ALL_FORMATS,
     Collection,
+    write_collection,
     write_npy_collection,
-    write_parquet_collection,
     write_parquet_npy_collection,
 )
 from tests.support.faults import FaultConfig, FaultInjector, FaultKind
@@ -38,7 +39,6 @@ from tests.support.s3_server import FaultProxy, MotoS3Server
 
 pytestmark = pytest.mark.timeout(120)
 
-ALL_FORMATS = ["npy", "parquet", "parquet_npy"]
 ROWS = [60, 0, 45, 80, 33, 0, 70, 52, 61, 20, 5, 74]  # 500 rows in 12 files, two of them empty
 ROW_GROUP = 10
 BATCH, PIECE = 50, 10  # about 55 pieces: 70 requests per read with the header reads (120 for parquet_npy)
@@ -57,20 +57,16 @@ BUCKET = "fault-tests"
 SOAK_TOLERANCE = 16 * 2**20  # RSS noise between passes is a few MB; the collection read is 5 MB
 
 
-def write_collection(file_format: str, folder) -> Collection:
+def faults_collection(file_format: str, folder) -> Collection:
     """A 500-row collection of the format in 12 files (dimension 16, parquet row groups of 10 rows)."""
-    if file_format == "npy":
-        return write_npy_collection(folder, ROWS, dim=16)
-    if file_format == "parquet":
-        return write_parquet_collection(folder, ROWS, dim=16, row_group_size=ROW_GROUP)
-    return write_parquet_npy_collection(folder, ROWS, dim=16, row_group_size=ROW_GROUP)
+    return write_collection(file_format, folder, ROWS, 16, ROW_GROUP)
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> tuple[str, dict[str, Collection]]:
     """A root folder holding one collection per format."""
     root = tmp_path_factory.mktemp("faults")
-    return str(root), {name: write_collection(name, root / name) for name in ALL_FORMATS}
+    return str(root), {name: faults_collection(name, root / name) for name in ALL_FORMATS}
 
 
 def matrix_line(transport: str, file_format: str, kind: str, seed: int, outcome: str, stats, header_faults=0) -> None:
@@ -142,7 +138,7 @@ def test_http_faults_in_streamed_parts(tree, http_server_factory, monkeypatch, f
 @pytest.mark.parametrize("file_format", ["npy", "parquet"])
 def test_server_ignoring_ranges_is_refused(http_server_factory, file_format, tmp_path):
     """A server answering every range request with the whole file (200): a clear error at once, never wrong rows."""
-    collection = write_collection(file_format, tmp_path / file_format)
+    collection = faults_collection(file_format, tmp_path / file_format)
     server = http_server_factory(tmp_path)
     reader = open_remote(collection, Remote(str(tmp_path), server.url), retry_policy=ALWAYS_FAIL_POLICY)
     server.ignore_ranges = True
@@ -157,7 +153,7 @@ def test_server_ignoring_ranges_is_refused(http_server_factory, file_format, tmp
 
 def serve_copy(http_server_factory, file_format: str, tmp_path) -> tuple[Collection, RangeHTTPServer, Remote]:
     """A private copy of a format's collection served over http (so a test may delete or break its files)."""
-    collection = write_collection(file_format, tmp_path / file_format)
+    collection = faults_collection(file_format, tmp_path / file_format)
     server = http_server_factory(tmp_path)
     return collection, server, Remote(str(tmp_path), server.url)
 

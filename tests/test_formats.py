@@ -16,6 +16,7 @@ from embedding_reader.formats import FORMATS, NpyFormat
 from embedding_reader.formats.parquet_io import ParquetIO
 from embedding_reader.storage import Storage
 from tests.support.collections import (
+    ALL_FORMATS,
     FIXED_SIZE_LIST,
     LIST_TYPES,
     META_COLUMNS,
@@ -34,7 +35,6 @@ from tests.support.collections import (
     write_parquet_npy_collection,
 )
 
-ALL_FORMATS = ["npy", "parquet", "parquet_npy"]
 STANDARD_ROWS = [37, 0, 50, 1, 0, 29]  # 117 rows; empty files between and after non-empty ones
 STANDARD_COUNT = sum(STANDARD_ROWS)
 ROW_GROUP_SIZE = 10

@@ -14,6 +14,7 @@ import pytest
 from embedding_reader import EmbeddingReader, NoEmbeddingsFoundError, build_pieces
 from embedding_reader.formats.npy import PROBE_BYTES
 from tests.support.collections import (
+    ALL_FORMATS,
     Collection,
     write_npy_collection,
     write_parquet_collection,
@@ -31,7 +32,6 @@ from tests.support.s3_server import DUMMY_SECRET, FaultProxy, MotoS3Server
 
 pytestmark = pytest.mark.timeout(120)
 
-ALL_FORMATS = ["npy", "parquet", "parquet_npy"]
 ROWS = [37, 0, 50, 1, 0, 29]  # 117 rows; empty files between and after non-empty ones
 # (batch_size, start, end): batches cutting files, one row, one batch larger than the collection, a sub-range
 READS = [(7, 0, None), (1, 90, None), (1000, 0, None), (20, 13, 101)]
@@ -122,23 +122,14 @@ def pieces_of(reader: EmbeddingReader, batch_size: int) -> int:
 # ---------------------------------------------------------------- row for row
 
 
+@pytest.mark.parametrize("transport", ["http", "s3"])
 @pytest.mark.parametrize("file_format", ALL_FORMATS)
-def test_http_row_for_row(tree, http, file_format):
-    """Every format over http: batch sizes, a start/end range, nested folders and 0-row files, metadata aligned."""
+def test_row_for_row(tree, http, s3, transport, file_format):
+    """Every format over http and over the S3 protocol (moto's server, s3fs, storage_options): batch sizes, a
+    start/end range, nested folders and 0-row files, metadata aligned."""
     _, collections = tree
     collection = collections[file_format]
-    reader = open_remote(collection, http[1])
-    assert reader.count == collection.count and reader.nb_files == len(collection.non_empty_paths)
-    for batch_size, start, end in READS:
-        assert_rows(read_pass(reader, batch_size, start=start, end=end), collection, batch_size, start, end)
-
-
-@pytest.mark.parametrize("file_format", ALL_FORMATS)
-def test_s3_row_for_row(tree, s3, file_format):
-    """Every format over the S3 protocol (moto's server, s3fs, storage_options): same guarantees as over http."""
-    _, collections = tree
-    collection = collections[file_format]
-    reader = open_remote(collection, s3[0])
+    reader = open_remote(collection, http[1] if transport == "http" else s3[0])
     assert reader.count == collection.count and reader.nb_files == len(collection.non_empty_paths)
     for batch_size, start, end in READS:
         assert_rows(read_pass(reader, batch_size, start=start, end=end), collection, batch_size, start, end)

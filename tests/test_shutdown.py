@@ -15,17 +15,17 @@ import pytest
 from embedding_reader import EmbeddingReader, EmbeddingReaderError, build_pieces
 from embedding_reader.formats import FORMATS
 from tests.support.collections import (
+    ALL_FORMATS,
     META_COLUMNS,
     Collection,
     read_all,
+    write_collection,
     write_npy_collection,
     write_parquet_collection,
-    write_parquet_npy_collection,
 )
 
 pytestmark = pytest.mark.timeout(60)
 
-ALL_FORMATS = ["npy", "parquet", "parquet_npy"]
 ROWS = [400, 0, 400, 400, 400, 400]
 THREAD_PREFIX = "embedding_reader"
 PIECE_DELAY_S = 0.003
@@ -33,15 +33,6 @@ PIECE_DELAY_S = 0.003
 
 class CallerError(Exception):
     """Raised by a test's loop body."""
-
-
-def write_collection(file_format: str, folder) -> Collection:
-    """A 2000-row collection of the format, in row groups of 10 rows for parquet (so 10-row pieces are possible)."""
-    if file_format == "npy":
-        return write_npy_collection(folder, ROWS, dim=16)
-    if file_format == "parquet":
-        return write_parquet_collection(folder, ROWS, dim=16, row_group_size=10)
-    return write_parquet_npy_collection(folder, ROWS, dim=16, row_group_size=10)
 
 
 def open_reader(collection: Collection) -> EmbeddingReader:
@@ -78,7 +69,7 @@ def assert_all_stopped(folder: str, timeout_s: float = 1.0) -> None:
 @pytest.fixture(scope="module", params=ALL_FORMATS)
 def collection(request, tmp_path_factory) -> Collection:
     """One 2000-row collection per format, shared by the tests of this module (none of which modifies it)."""
-    return write_collection(request.param, tmp_path_factory.mktemp(request.param))
+    return write_collection(request.param, tmp_path_factory.mktemp(request.param), ROWS, 16, row_group_size=10)
 
 
 @pytest.fixture

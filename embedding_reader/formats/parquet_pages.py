@@ -229,7 +229,7 @@ def _is_constant(data: memoryview, bit_width: int, count: int, value: int) -> bo
     """Whether an RLE/bit-packed hybrid stream starts with `count` copies of `value` (run by run, no array)."""
     if bit_width == 0:
         return value == 0
-    return all(np.all(values == value) for _, values in _runs(data, 0, len(data), bit_width, count))
+    return all(np.all(values == value) for _, values, _, _ in _runs(data, 0, len(data), bit_width, count))
 
 
 def _is_regular_rows(data: memoryview, bit_width: int, count: int, dimension: int) -> bool:
@@ -239,47 +239,38 @@ def _is_regular_rows(data: memoryview, bit_width: int, count: int, dimension: in
     first row are compared with the rest at once; any other layout is decoded in full and compared.
     """
     rows = count // dimension
-    row_end = _runs_end(data, bit_width, dimension)
-    if row_end:
-        pattern = bytes(data[:row_end])
-        if _hybrid(data, 0, row_end, bit_width, dimension).tolist() == [0] + [1] * (dimension - 1):
-            if len(data) >= row_end * rows and bytes(data[: row_end * rows]) == pattern * rows:
-                return True
+    first_row, row_end = _decode_runs(data, 0, len(data), bit_width, dimension)
+    if row_end and first_row.tolist() == [0] + [1] * (dimension - 1):
+        if len(data) >= row_end * rows and bytes(data[: row_end * rows]) == bytes(data[:row_end]) * rows:
+            return True
     levels = _hybrid(data, 0, len(data), bit_width, count)
     expected = np.ones(dimension, dtype=levels.dtype)
     expected[0] = 0
     return bool((levels.reshape(rows, dimension) == expected).all())
 
 
-def _runs_end(data: memoryview, bit_width: int, values: int) -> int:
-    """The byte offset where the runs holding exactly the first `values` values end, or 0 if a run crosses it."""
-    position, count = 0, 0
-    byte_width = (bit_width + 7) // 8
-    while count < values and position < len(data):
-        header, position = _varint(data, position)
-        if header & 1:
-            count += (header >> 1) * 8
-            position += (header >> 1) * bit_width
-        else:
-            count += header >> 1
-            position += byte_width
-    return position if count == values and position <= len(data) else 0
-
-
 def _hybrid(data: memoryview, position: int, end: int, bit_width: int, count: int) -> np.ndarray:
     """Decode `count` values of parquet's RLE/bit-packed hybrid encoding from data[position:end]."""
+    return _decode_runs(data, position, end, bit_width, count)[0]
+
+
+def _decode_runs(data: memoryview, position: int, end: int, bit_width: int, count: int) -> Tuple[np.ndarray, int]:
+    """`count` values of the hybrid encoding, and the byte where the runs holding them end (0 if the last of
+    those runs holds more values than that)."""
     out = np.empty(count, dtype=np.uint32)
-    filled = 0
-    for take, values in _runs(data, position, end, bit_width, count):
+    filled, runs_end = 0, position
+    for take, values, run_end, whole in _runs(data, position, end, bit_width, count):
         out[filled : filled + take] = values
         filled += take
-    return out
+        runs_end = run_end if whole else 0
+    return out, runs_end
 
 
 def _runs(
     data: memoryview, position: int, end: int, bit_width: int, count: int
-) -> Iterator[Tuple[int, Union[int, np.ndarray]]]:
-    """The runs holding the first `count` values of a hybrid stream: (length, the repeated value or the values)."""
+) -> Iterator[Tuple[int, Union[int, np.ndarray], int, bool]]:
+    """The runs holding the first `count` values of a hybrid stream: (values taken, the repeated value or the
+    values, the byte the run ends at, whether all its values were taken)."""
     if not 0 < bit_width <= 32:
         raise NotFastPath(f"bit width {bit_width}")
     filled, byte_width = 0, (bit_width + 7) // 8
@@ -290,12 +281,12 @@ def _runs(
         run_end = position + ((header >> 1) * bit_width if header & 1 else byte_width)
         if run_end > end:
             raise NotFastPath("run exceeds its stream")
+        length = (header >> 1) * 8 if header & 1 else header >> 1
+        take = min(length, count - filled)
         if header & 1:
-            take = min((header >> 1) * 8, count - filled)
-            yield take, _unpack(data[position:run_end], bit_width, take)
+            yield take, _unpack(data[position:run_end], bit_width, take), run_end, take == length
         else:
-            take = min(header >> 1, count - filled)
-            yield take, int.from_bytes(data[position:run_end], "little")
+            yield take, int.from_bytes(data[position:run_end], "little"), run_end, take == length
         filled, position = filled + take, run_end
 
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 META_COLUMNS = ["caption", "n"]
+ALL_FORMATS = ["npy", "parquet", "parquet_npy"]
 FIXED_SIZE_LIST = "fixed_size_list"
 PANDAS_LIST = "pandas_list"
 LIST_TYPES = (FIXED_SIZE_LIST, PANDAS_LIST)
@@ -255,6 +256,17 @@ def write_parquet_npy_collection(
         metadata_folder=meta_folder,
         metadata_paths=metadata_paths,
     )
+
+
+def write_collection(
+    file_format: str, folder: str | os.PathLike, rows_per_file: Sequence[int], dim: int, row_group_size: int
+) -> Collection:
+    """A collection of any format (parquet files in row groups of `row_group_size` rows), no nesting."""
+    if file_format == "npy":
+        return write_npy_collection(folder, rows_per_file, dim=dim)
+    if file_format == "parquet":
+        return write_parquet_collection(folder, rows_per_file, dim=dim, row_group_size=row_group_size)
+    return write_parquet_npy_collection(folder, rows_per_file, dim=dim, row_group_size=row_group_size)
 
 
 def concat_collections(collections: Sequence[Collection]) -> Collection:
