@@ -340,6 +340,24 @@ def test_parquet_npy_dtypes(tmp_path, dtype):
     check_result(read(reader, 4, output_dtype=None), collection, 4, out_dtype=np.dtype(dtype).newbyteorder("="))
 
 
+def test_parquet_npy_pieces_share_metadata_row_groups(tmp_path, monkeypatch):
+    """npy pieces are cut freely across metadata row groups; each row group is decoded once for all of them."""
+    collection = write_collection("parquet_npy", tmp_path, [40, 0, 25], row_group_size=30)
+    reader = open_reader(collection)
+    assert all(header.units == () for header in reader.headers)
+    decodes = []
+    original = ParquetIO._decode
+
+    def counting_decode(self, footer, group, *rest):
+        decodes.append((footer.path, group))
+        return original(self, footer, group, *rest)
+
+    monkeypatch.setattr(ParquetIO, "_decode", counting_decode)
+    result = read(reader, 7, max_piece_size=4, parallel_pieces=4)  # the piece of rows [28, 32) spans two groups
+    check_result(result, collection, 7)
+    assert sorted(decodes) == sorted(set(decodes)) and len(decodes) == 3  # row groups of 30 and 10 rows, and 25
+
+
 @pytest.mark.parametrize("list_type", LIST_TYPES)
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_parquet_value_types(tmp_path, dtype, list_type):

@@ -51,7 +51,8 @@ class Format(ABC):
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """Memory a piece needs beyond its batch slice while being read (decode buffers, metadata)."""
-        return decoded_rows(piece, header) * header.meta_bytes_per_row
+        metadata_groups = header.parquet.row_groups if header.parquet else ()
+        return decoded_rows(piece, metadata_groups) * header.meta_bytes_per_row
 
     def list_files(self, folders: Sequence[str], extension: str = "") -> List[FileEntry]:
         """(path, size) of every file with the format's extension under the folders, in sorted order per folder."""
@@ -85,9 +86,9 @@ def check_consistent(headers: Sequence[FileHeader]) -> List[FileHeader]:
     return non_empty
 
 
-def decoded_rows(piece: Piece, header: FileHeader) -> int:
-    """Rows decoded to read a piece: those of the whole read units (row groups) it touches, else its own."""
-    if not header.units:
+def decoded_rows(piece: Piece, row_groups: Sequence[int]) -> int:
+    """Rows decoded to read a piece: those of the whole row groups it touches (none given: its own)."""
+    if not row_groups:
         return piece.rows
-    covering, _ = units_covering(header.units, piece.piece_start, piece.piece_end)
-    return sum(header.units[unit] for unit in covering)
+    covering, _ = units_covering(row_groups, piece.piece_start, piece.piece_end)
+    return sum(row_groups[group] for group in covering)

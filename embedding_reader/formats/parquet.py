@@ -137,5 +137,5 @@ class ParquetFormat(Format):
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """The compressed column chunks and the decoded row groups, about twice their stored bytes."""
-        embeddings = DECODE_OVERHEAD * decoded_rows(piece, header) * header.row_bytes
+        embeddings = DECODE_OVERHEAD * decoded_rows(piece, header.units) * header.row_bytes
         return embeddings + super().transient_bytes(piece, header, out_dtype)

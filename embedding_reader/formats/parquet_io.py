@@ -4,6 +4,7 @@ Only the footer and the column chunks of the row groups a piece needs are fetche
 exact, retried range read; footers are cached per process so a file's footer crosses the wire once.
 """
 
+import functools
 import io
 import threading
 from collections import OrderedDict
@@ -169,32 +170,39 @@ class ParquetIO:
     ) -> pa.Table:
         """Rows [first, last) of the given columns, decoding only the row groups that hold them.
 
-        A row group is the smallest unit parquet decodes; when a batch boundary cuts one in two, the
-        two pieces share one decode: the table stays cached until pieces have taken all its rows.
+        A row group is the smallest unit parquet decodes; when pieces cut one into parts, they share
+        one decode of it: the table stays cached until pieces have taken all its rows.
         """
         groups, group_start = units_covering(footer.row_groups, first, last)
-        group_rows = sum(footer.row_groups[g] for g in groups)
-        key = (footer.path, tuple(groups), tuple(columns))
-        decode = lambda: self._decode(footer, groups, columns, first, last, cancel)  # noqa: E731
-        table = self._decoded.get(key, decode, last - first, group_rows)
-        return table.slice(first - group_start, last - first)
+        tables = []
+        for group in groups:
+            rows = footer.row_groups[group]
+            lo, hi = max(first, group_start), min(last, group_start + rows)
+            if hi > lo:
+                key = (footer.path, group, tuple(columns))
+                decode = functools.partial(self._decode, footer, group, columns, lo, hi, cancel)
+                table = self._decoded.get(key, decode, hi - lo, rows)
+                tables.append(table.slice(lo - group_start, hi - lo))
+            group_start += rows
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def _decode(
-        self, footer: ParquetFooter, groups: List[int], columns: Sequence[str], first: int, last: int, cancel
+        self, footer: ParquetFooter, group: int, columns: Sequence[str], first: int, last: int, cancel
     ) -> pa.Table:
-        """Decode whole row groups of the given columns (from the local file or prefetched column chunks)."""
+        """Decode a whole row group of the given columns (from the local file or prefetched column chunks);
+        first and last are the rows wanted of it, for error messages."""
         metadata = self.metadata(footer, cancel)
         try:
-            with self._open(footer, metadata, groups, columns, cancel) as source:
+            with self._open(footer, metadata, [group], columns, cancel) as source:
                 parquet_file = pq.ParquetFile(source, metadata=metadata, pre_buffer=False)
-                table = parquet_file.read_row_groups(groups, columns=list(columns), use_threads=len(columns) > 1)
+                table = parquet_file.read_row_group(group, columns=list(columns), use_threads=len(columns) > 1)
         except EmbeddingReaderError:
             raise
         except (FileNotFoundError, PermissionError) as exc:
             raise ReadFailedError(f"{redact(footer.path)} rows [{first}, {last}): {exc}") from exc
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): cannot decode: {exc}") from exc
-        if table.num_rows != sum(footer.row_groups[g] for g in groups):
+        if table.num_rows != footer.row_groups[group]:
             raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): decoded {table.num_rows} rows")
         return table
 

@@ -56,7 +56,6 @@ class ParquetNpyFormat(NpyFormat):
             file_size=header.file_size,
             data_offset=header.data_offset,
             parquet=footer,
-            units=footer.row_groups if self.meta_columns else (),
             meta_bytes_per_row=meta_bytes_per_row(metadata, self.meta_columns),
         )
 
