@@ -151,7 +151,7 @@ class EmbeddingReader:
         first_pieces = list(islice(plan, COST_SAMPLE_PIECES))
         pieces = chain(first_pieces, plan)
         costliest = max((self._piece_cost(piece, out_dtype) for piece in first_pieces), default=1)
-        parallel = self._parallel_pieces(parallel_pieces, costliest, max_ram_usage_in_bytes)
+        parallel = self._parallel_pieces(parallel_pieces, costliest, max_ram_usage_in_bytes, out_dtype)
         assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
         pipeline = Pipeline(
             pieces,
@@ -216,11 +216,16 @@ class EmbeddingReader:
             return max(1, piece_bytes // self.byte_per_item)
         return check_int("max_piece_size", max_piece_size, 1)
 
-    def _parallel_pieces(self, parallel_pieces: Optional[int], piece_cost: int, budget: int) -> int:
-        """Threads reading pieces: as asked, else as many pieces as the RAM budget holds, capped per storage kind."""
+    def _parallel_pieces(
+        self, parallel_pieces: Optional[int], piece_cost: int, budget: int, out_dtype: np.dtype
+    ) -> int:
+        """Threads reading pieces: as asked, else as many pieces as the RAM budget holds, capped per storage kind
+        (local reads that cast are CPU-bound: one thread per core; more only wait for the GIL in between)."""
         if parallel_pieces is not None:
             return check_int("parallel_pieces", parallel_pieces, 1)
         cap = MAX_DEFAULT_PARALLEL_LOCAL if self._storage.is_local else MAX_DEFAULT_PARALLEL_REMOTE
+        if self._storage.is_local and out_dtype != self.dtype:
+            cap = min(cap, usable_cores())
         return max(1, min(cap, budget // max(1, piece_cost)))
 
     def _piece_cost(self, piece: Piece, out_dtype: np.dtype) -> int:
@@ -252,6 +257,13 @@ class EmbeddingReader:
         finally:
             iterator.close()  # stop the workers now, not whenever the generator is collected
             self._format.read_finished()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:

@@ -476,3 +476,18 @@ def test_default_progress_bar_does_not_break_reading(tmp_path):
     collection = write_collection("npy", tmp_path, [12, 7])
     result = read_all(open_reader(collection)(batch_size=6))
     check_result(result, collection, 6)
+
+
+@pytest.mark.parametrize(("output_dtype", "cores", "threads"), [(None, 2, 4), ("float32", 2, 2), ("float32", 1, 1)])
+def test_default_threads_one_per_core_when_casting(tmp_path, monkeypatch, output_dtype, cores, threads):
+    """Local reads use 4 threads, but a read that casts (CPU-bound) uses one per core; the rows stay exact."""
+    import embedding_reader.reader as reader_module
+
+    collection = write_collection("npy", tmp_path, STANDARD_ROWS, dtype="float16")
+    used = []
+    real_pipeline = reader_module.Pipeline
+    monkeypatch.setattr(reader_module, "usable_cores", lambda: cores)
+    monkeypatch.setattr(reader_module, "Pipeline", lambda *args: used.append(args[4]) or real_pipeline(*args))
+    out_dtype = np.float16 if output_dtype is None else np.float32
+    check_result(read(open_reader(collection), 10, output_dtype=output_dtype), collection, 10, out_dtype=out_dtype)
+    assert used == [threads]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib import format as npy_format
 
+from ..casts import cast_into
 from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader
 from ..pieces import Piece
@@ -111,7 +112,7 @@ class NpyFormat(Format):
         else:
             stored_rows = np.empty(out.shape, dtype=stored)
             self.storage.read_into(header.path, offset, stored_rows.data.cast("B"), cancel)
-            np.copyto(out, stored_rows, casting="unsafe")
+            cast_into(out, stored_rows)
 
     def _read_cast_in_blocks(
         self, header: FileHeader, offset: int, out: np.ndarray, cancel: Optional[threading.Event]
@@ -122,7 +123,7 @@ class NpyFormat(Format):
         for first in range(0, len(out), block_rows):
             block = buffer[: min(block_rows, len(out) - first)]
             self.storage.read_into(header.path, offset + first * header.row_bytes, block.data.cast("B"), cancel)
-            np.copyto(out[first : first + len(block)], block, casting="unsafe")
+            cast_into(out[first : first + len(block)], block)
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """Remote: the downloaded bytes before they are copied or cast; local: the small cast buffer, if any."""

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..casts import cast_into
 from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader, ParquetFooter
 from ..pieces import Piece
@@ -23,7 +24,7 @@ def copy_embeddings(column: pa.ChunkedArray, out: np.ndarray, where: str) -> Non
     """Write a list/fixed_size_list column into `out` (n, dimension), one chunk at a time, never row by row."""
     row = 0
     for chunk in column.chunks:
-        np.copyto(out[row : row + len(chunk)], embedding_matrix(chunk, out.shape[1], where), casting="unsafe")
+        cast_into(out[row : row + len(chunk)], embedding_matrix(chunk, out.shape[1], where))
         row += len(chunk)
 
 
