@@ -105,6 +105,7 @@ def run_reader(spec: dict[str, Any]) -> dict[str, Any]:
         "metadata_folder": spec.get("metadata_folder"),
         **spec.get("ctor_kwargs", {}),
     }
+    checker = Checker(spec)  # builds the expected values' table: before the clock starts
     started = time.perf_counter()
     reader = EmbeddingReader(spec["folder"], **ctor)
     open_s = time.perf_counter() - started
@@ -113,7 +114,6 @@ def run_reader(spec: dict[str, Any]) -> dict[str, Any]:
         out["check_ok"] = int(reader.count) == spec["expect_rows"]
         out["rows"] = int(reader.count)
         return out
-    checker = Checker(spec)
     batches = reader(
         batch_size=spec["batch_size"],
         start=spec["start"],

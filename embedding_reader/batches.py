@@ -86,7 +86,7 @@ def _batch_meta(metas: Sequence[Optional[pd.DataFrame]], index: np.ndarray) -> p
     """The pieces' meta frames stacked in order, with the global row index as column `i`."""
     frames: List[pd.DataFrame] = [meta for meta in metas if meta is not None]
     if not frames:
-        return pd.DataFrame({"i": index})
+        return pd.DataFrame({"i": index}, copy=False)  # index is ours alone: no copy
     meta = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     if len(meta) != len(index):
         raise InconsistentCollectionError(

@@ -161,6 +161,7 @@ class EmbeddingReader:
             parallel,
             max_ram_usage_in_bytes,
         )
+        show_progress = show_progress and _is_terminal(sys.stderr)
         return self._with_progress(pipeline, end - start, show_progress)
 
     def to_ray_dataset(
@@ -237,26 +238,30 @@ class EmbeddingReader:
         return self._format.read_piece(piece, self.headers[piece.file_index], out, cancel)
 
     def _with_progress(self, batches: Pipeline, total_rows: int, show_progress: bool) -> Iterator[Batch]:
-        """The batches, advancing a tqdm bar (rows, and MB/s of stored bytes) on stderr when it is a terminal."""
+        """The batches, advancing a tqdm bar (rows, and MB/s of stored bytes) on stderr when it is a terminal.
+
+        No bar object at all otherwise: tqdm creates a multiprocessing lock on first use (10 ms in a
+        fresh process, before the first batch)."""
         iterator = cast(Generator[Batch, None, None], iter(batches))
+        bar = tqdm(total=total_rows, unit=" rows", unit_scale=True, file=sys.stderr) if show_progress else None
         try:
-            with tqdm(
-                total=total_rows,
-                unit=" rows",
-                unit_scale=True,
-                file=sys.stderr,
-                disable=None if show_progress else True,
-            ) as bar:
-                for batch in iterator:
-                    bar.update(len(batch[0]))
-                    if not bar.disable and bar.format_dict.get("elapsed"):
-                        rate = bar.n * self.byte_per_item / bar.format_dict["elapsed"] / 1e6
-                        bar.set_postfix_str(f"{rate:.0f} MB/s", refresh=False)  # drawn by the next throttled update
-                    yield batch
-                    del batch  # so that the batch pool can reuse its array once the caller drops it too
+            for batch in iterator:
+                if bar is not None:
+                    self._advance(bar, len(batch[0]))
+                yield batch
+                del batch  # so that the batch pool can reuse its array once the caller drops it too
         finally:
+            if bar is not None:
+                bar.close()
             iterator.close()  # stop the workers now, not whenever the generator is collected
             self._format.read_finished()
+
+    def _advance(self, bar: tqdm, rows: int) -> None:
+        """Count rows on the bar, with the read rate in MB/s of stored bytes."""
+        bar.update(rows)
+        elapsed = bar.format_dict.get("elapsed")
+        if elapsed:
+            bar.set_postfix_str(f"{bar.n * self.byte_per_item / elapsed / 1e6:.0f} MB/s", refresh=False)
 
 
 def usable_cores() -> int:
@@ -275,3 +280,11 @@ def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:
             f"embeddings_folder must be a folder or a non-empty list of folders, got {folders!r}"
         )
     return [os.fspath(folder) for folder in folders]
+
+
+def _is_terminal(stream: Any) -> bool:
+    """Whether a stream is an open terminal (stderr may be None, closed or a plain file)."""
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (ValueError, AttributeError):  # closed, or not a real stream
+        return False
