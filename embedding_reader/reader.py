@@ -19,8 +19,6 @@ from .pipeline import Pipeline
 from .retry import RetryPolicy
 from .storage import Storage, redact
 
-DEFAULT_PIECE_BYTES = 50 * 2**20  # local: one readinto or row-group read per 50 MB, small enough to spread over threads
-DEFAULT_PIECE_BYTES_REMOTE = 16 * 2**20  # remote: a 16 MB range read amortises latency; more pieces, more connections
 DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
@@ -211,10 +209,9 @@ class EmbeddingReader:
         return self.dtype.newbyteorder("=") if output_dtype is None else np.dtype(output_dtype)
 
     def piece_rows(self, max_piece_size: Optional[int]) -> int:
-        """Rows per piece: as asked, else about DEFAULT_PIECE_BYTES (local) or DEFAULT_PIECE_BYTES_REMOTE of data."""
+        """Rows per piece: as asked, else about the storage's piece size of data (local 50 MB, s3 64 MB, else 16)."""
         if max_piece_size is None:
-            piece_bytes = DEFAULT_PIECE_BYTES if self._storage.is_local else DEFAULT_PIECE_BYTES_REMOTE
-            return max(1, piece_bytes // self.byte_per_item)
+            return max(1, self._storage.piece_bytes // self.byte_per_item)
         return check_int("max_piece_size", max_piece_size, 1)
 
     def _parallel_pieces(

@@ -20,6 +20,8 @@ from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundErr
 from .retry import RetryPolicy, call_with_retries
 from .streaming import Streamer, StreamInto, stream_reader
 
+LOCAL_PIECE_BYTES = 50 * 2**20  # one readinto or row-group read per 50 MB, small enough to spread over threads
+REMOTE_PIECE_BYTES = 16 * 2**20  # other remote filesystems (one joined cat_file per piece): latency amortised
 HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
 HEADER_READ_CONCURRENCY = 128  # for async filesystems (http, s3, gcs): requests in flight at once
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
@@ -108,6 +110,19 @@ class Storage:
     def is_local(self) -> bool:
         """True when reads can go straight from a local file into a numpy buffer."""
         return isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def piece_bytes(self) -> int:
+        """Stored bytes per piece that suit this storage (see LOCAL_PIECE_BYTES and streaming.py)."""
+        if self.is_local:
+            return LOCAL_PIECE_BYTES
+        streamer = stream_reader(self.fs)
+        return REMOTE_PIECE_BYTES if streamer is None else streamer.piece_bytes
+
+    @property
+    def streams_into_arrays(self) -> bool:
+        """Whether read_into fills the caller's array without a whole-range buffer on the side."""
+        return self.is_local or stream_reader(self.fs) is not None
 
     def strip(self, url: str) -> str:
         """The path in the filesystem's own form (s3://b/k -> b/k; local paths made absolute)."""

@@ -9,10 +9,13 @@ import pickle
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 import pytest
 
-from embedding_reader import EmbeddingReader, NoEmbeddingsFoundError, build_pieces
+from embedding_reader import EmbeddingReader, NoEmbeddingsFoundError, build_pieces, streaming
 from embedding_reader.formats.npy import PROBE_BYTES
+from embedding_reader.storage import LOCAL_PIECE_BYTES
+from embedding_reader.streaming import HTTP_PIECE_BYTES, S3_PIECE_BYTES
 from tests.support.collections import (
     ALL_FORMATS,
     Collection,
@@ -171,6 +174,44 @@ def test_s3_wire_bytes_and_no_head(tree, s3, file_format):
     print(f"WIRE s3 {file_format}: {proxy.stats.bytes_sent / bytes_of_collection(collection):.4f}x, {proxy.stats}")
     assert proxy.stats.bytes_sent <= WIRE_OVERHEAD * bytes_of_collection(collection), proxy.stats
     assert proxy.stats.head_requests == 0, proxy.stats
+
+
+def test_default_piece_size_suits_the_storage(tree, http, s3):
+    """Pieces of about 50 MB locally, 16 MB over http (as 4 MB parts) and 64 MB over S3 (one GET each)."""
+    _, collections = tree
+    collection = collections["big_npy"]
+    readers = {
+        LOCAL_PIECE_BYTES: EmbeddingReader(collection.folder, file_format="npy"),
+        HTTP_PIECE_BYTES: open_remote(collection, http[1]),
+        S3_PIECE_BYTES: open_remote(collection, s3[0]),
+    }
+    for piece_bytes, reader in readers.items():
+        assert reader.piece_rows(None) == piece_bytes // reader.byte_per_item
+
+
+def test_streamed_pieces_need_no_side_buffer(tree, http, s3):
+    """For the RAM budget, a remote npy piece streamed into its batch costs only its slice; a cast needs the
+    downloaded rows on the side."""
+    _, collections = tree
+    collection = collections["big_npy"]
+    for reader in (open_remote(collection, http[1]), open_remote(collection, s3[0])):
+        piece = build_pieces(reader.headers, 1000)[0]
+        header = reader.headers[piece.file_index]
+        assert reader._format.transient_bytes(piece, header, np.dtype("float32")) == 0
+        assert reader._format.transient_bytes(piece, header, np.dtype("float16")) == piece.rows * header.row_bytes
+
+
+def test_s3_one_get_per_piece(tree, s3, monkeypatch):
+    """Over S3 each piece is one ranged GET streamed into the batch (here 512 KB pieces of 2 MB files)."""
+    _, collections = tree
+    collection = collections["big_npy"]
+    _, remote, proxy = s3
+    monkeypatch.setattr(streaming, "S3_PIECE_BYTES", 512 * 1024)
+    reader = open_remote(collection, remote)
+    proxy.reset_stats()
+    assert_rows(read_pass(reader, 2000), collection, 2000)
+    piece_rows = 512 * 1024 // reader.byte_per_item
+    assert proxy.stats.get_requests == sum(-(-rows // piece_rows) for rows in BIG_ROWS) == 8, proxy.stats
 
 
 # ---------------------------------------------------------------- pickling, missing folders, secrets

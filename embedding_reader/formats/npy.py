@@ -126,11 +126,14 @@ class NpyFormat(Format):
             cast_into(out[first : first + len(block)], block)
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
-        """Remote: the downloaded bytes before they are copied or cast; local: the small cast buffer, if any."""
-        if not self.storage.is_local:
-            side_buffer = piece.rows * header.row_bytes
-        else:
+        """Local: the small cast buffer, if any; remote: the downloaded bytes when they cannot stream straight
+        into the batch (a cast, or a filesystem read through cat_file)."""
+        if self.storage.is_local:
             side_buffer = 0 if out_dtype == header.numpy_dtype else CAST_BLOCK_BYTES
+        elif out_dtype == header.numpy_dtype and self.storage.streams_into_arrays:
+            side_buffer = 0
+        else:
+            side_buffer = piece.rows * header.row_bytes
         return side_buffer + super().transient_bytes(piece, header, out_dtype)
 
 
