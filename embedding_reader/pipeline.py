@@ -6,16 +6,20 @@ a budget smaller than one batch slows the read down but never deadlocks it. Peak
 about the budget, plus the batch being assembled, plus the batch the caller holds.
 
 Lookahead rule: pieces of later batches are read ahead of the oldest one by at most the oldest
-batch's own bytes, or `2 * parallel` pieces when that is more (small batches), so no worker idles.
-Before the first batch this bounds its latency: it shares the storage's bandwidth with at most as many
-bytes again, so it arrives within about twice the time its own pieces take. Afterwards it keeps large
-batches to about two in flight whatever the budget, so that the batch pool can recycle the arrays the
-caller drops instead of faulting in fresh pages: reading further ahead would not read any faster.
+batch's own bytes, or `parallel` pieces when that is more (small batches), so no worker idles: more
+pieces are submitted each time one of the oldest batch's pieces finishes. Before the first batch this
+bounds its latency: it shares the storage's bandwidth with at most as many bytes again, so it arrives
+within about twice the time its own pieces take. Afterwards it keeps few batches in flight whatever
+the budget, so that the batch pool can recycle the arrays the caller drops instead of faulting in
+fresh pages (a fresh page costs several times the copy into it): reading further ahead would not
+read any faster. Measured on loopback http with 25,000-row batches, a lookahead of `2 * parallel`
+pieces allocated 8 of 14 batches fresh, `parallel` pieces 5 of 14, and read 20 to 30% faster.
 """
 
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable, Deque, Iterator, List, Optional, Tuple
@@ -69,7 +73,7 @@ class Pipeline:
                 self._submit(executor)
                 if not self._pending:
                     return
-                yield self._complete_oldest()
+                yield self._complete_oldest(executor)
         finally:
             self._cancel.set()
             executor.shutdown(wait=True, cancel_futures=True)
@@ -98,7 +102,7 @@ class Pipeline:
         if self._in_flight - oldest_cost + cost <= oldest_cost:
             return True
         pieces_ahead = sum(len(batch.futures) for batch in islice(self._pending, 1, None))
-        return bool(self._handed_over) and pieces_ahead < 2 * self._parallel
+        return bool(self._handed_over) and pieces_ahead < self._parallel
 
     def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
         """Read one piece in a worker thread; failures name the file and rows."""
@@ -114,11 +118,25 @@ class Pipeline:
         except Exception as exc:
             raise ReadFailedError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
-    def _complete_oldest(self) -> Tuple[np.ndarray, pd.DataFrame]:
-        """Wait for every piece of the oldest batch, then hand the batch over and release its budget."""
+    def _complete_oldest(self, executor: ThreadPoolExecutor) -> Tuple[np.ndarray, pd.DataFrame]:
+        """Wait for every piece of the oldest batch (submitting more as they finish), then hand the batch over
+        and release its budget; a failed piece raises its error, the first in reading order."""
         batch = self._pending[0]
+        running = set(batch.futures)
+        while running:
+            running = wait_futures(running, return_when=FIRST_COMPLETED).not_done
+            _raise_first_error(batch.futures)
+            self._submit(executor)
         metas = [future.result() for future in batch.futures]
         self._pending.popleft()
         self._in_flight -= batch.cost
         self._handed_over += 1
         return self._assembler.complete(batch.batch_id, metas)
+
+
+def _raise_first_error(futures: List["Future[Optional[pd.DataFrame]]"]) -> None:
+    """Raise the error of the first failed piece in reading order, as soon as every piece before it is done."""
+    for future in futures:
+        if not future.done():
+            return
+        future.result()

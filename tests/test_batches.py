@@ -21,7 +21,8 @@ def collection(tmp_path_factory):
 def batches(collection, **kwargs):
     """The batches of a whole read, 100 rows each, pieces of 30 rows."""
     reader = EmbeddingReader(collection.folder, file_format="npy")
-    return reader(BATCH, max_piece_size=30, show_progress=False, **kwargs)
+    kwargs.setdefault("max_piece_size", 30)
+    return reader(BATCH, show_progress=False, **kwargs)
 
 
 def expected(collection, k: int) -> np.ndarray:
@@ -78,3 +79,14 @@ def test_pool_reuses_only_unreferenced_buffers():
     del first
     third = pool.take((3, 2), np.dtype(np.float32))  # smaller fits in the dropped buffer
     assert owner(third) == address and third.shape == (3, 2)
+
+
+def test_small_batches_read_ahead_at_most_parallel_pieces(collection):
+    """With one piece per batch, at most `parallel` later batches are read ahead of the one awaited, so a long read
+    of dropped batches cycles through at most parallel + 2 arrays (those, the awaited one, the caller's)."""
+    parallel = 4
+    owners = set()
+    for emb, _ in batches(collection, parallel_pieces=parallel, max_piece_size=BATCH):
+        owners.add(owner(emb))
+        del emb
+    assert len(owners) <= parallel + 2
