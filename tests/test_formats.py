@@ -506,22 +506,3 @@ def test_default_threads_one_per_core_when_casting(tmp_path, monkeypatch, output
     out_dtype = np.float16 if output_dtype is None else np.float32
     check_result(read(open_reader(collection), 10, output_dtype=output_dtype), collection, 10, out_dtype=out_dtype)
     assert used == [threads]
-
-
-def test_first_batch_cut_into_a_piece_per_thread(tmp_path, monkeypatch):
-    """The first batch is read as one piece per thread (here 4 of 25 rows), later batches in planned pieces;
-    rows stay exact. Pieces under FIRST_BATCH_MIN_PIECE bytes are not cut (here lowered to one row)."""
-    import embedding_reader.reader as reader_module
-
-    collection = write_collection("npy", tmp_path, [300], dim=8)
-    monkeypatch.setattr(reader_module, "FIRST_BATCH_MIN_PIECE", 1)
-    pieces = []
-    real_read_piece = EmbeddingReader._read_piece
-    monkeypatch.setattr(
-        EmbeddingReader,
-        "_read_piece",
-        lambda self, piece, out, cancel: pieces.append((piece.batch_id, piece.rows))
-        or real_read_piece(self, piece, out, cancel),
-    )
-    check_result(read(open_reader(collection), 100, max_piece_size=100, parallel_pieces=4), collection, 100)
-    assert sorted(pieces) == [(0, 25)] * 4 + [(1, 100), (2, 100)]

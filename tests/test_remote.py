@@ -201,23 +201,6 @@ def test_streamed_pieces_need_no_side_buffer(tree, http, s3):
         assert reader._format.transient_bytes(piece, header, np.dtype("float16")) == piece.rows * header.row_bytes
 
 
-@pytest.mark.parametrize(
-    ("part_bytes", "nbytes", "expected"),
-    [
-        (4 << 20, 16 << 20, 4 << 20),
-        (4 << 20, 5 << 20, 1310720),
-        (4 << 20, 2 << 20, 1 << 20),
-        (4 << 20, 1000, 1 << 20),
-        (256, 5 << 20, 256),
-        (None, 64 << 20, 64 << 20),
-    ],
-)
-def test_part_sizes(part_bytes, nbytes, expected):
-    """About four parts per range, at most part_bytes and at least 1 MB each (unless part_bytes is smaller); no
-    parts at all for S3."""
-    assert streaming.Streamer(streaming._http_into, part_bytes, 16 << 20).part_size(nbytes) == expected
-
-
 def test_s3_one_get_per_piece(tree, s3, monkeypatch):
     """Over S3 each piece is one ranged GET streamed into the batch (here 512 KB pieces of 2 MB files)."""
     _, collections = tree
