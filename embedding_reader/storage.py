@@ -112,17 +112,22 @@ class Storage:
         return isinstance(self.fs, LocalFileSystem)
 
     @property
+    def streamer(self) -> Optional[Streamer]:
+        """How remote ranges are streamed into arrays (http, s3), or None (local files; others use cat_file)."""
+        return None if self.is_local else stream_reader(self.fs)
+
+    @property
     def piece_bytes(self) -> int:
         """Stored bytes per piece that suit this storage (see LOCAL_PIECE_BYTES and streaming.py)."""
         if self.is_local:
             return LOCAL_PIECE_BYTES
-        streamer = stream_reader(self.fs)
+        streamer = self.streamer
         return REMOTE_PIECE_BYTES if streamer is None else streamer.piece_bytes
 
     @property
     def streams_into_arrays(self) -> bool:
         """Whether read_into fills the caller's array without a whole-range buffer on the side."""
-        return self.is_local or stream_reader(self.fs) is not None
+        return self.is_local or self.streamer is not None
 
     def strip(self, url: str) -> str:
         """The path in the filesystem's own form (s3://b/k -> b/k; local paths made absolute)."""
@@ -283,7 +288,7 @@ class Storage:
         """Fill `out` with the file's bytes from `start`: straight from disk locally, else one ranged read
         (streamed into `out` as it arrives over http and s3, retried like `read_range`)."""
         if not self.is_local:
-            streamer = stream_reader(self.fs)
+            streamer = self.streamer
             if streamer is None:
                 out[:] = self.read_range(path, start, start + out.nbytes, cancel)
                 return

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from numpy.lib import format as npy_format
 
+import embedding_reader.reader as reader_module
 from embedding_reader import EmbeddingReader
 from embedding_reader.formats import FORMATS, NpyFormat
 from embedding_reader.formats.parquet_io import ParquetIO
@@ -475,8 +476,6 @@ def test_parquet_npy_file_names_differ(tmp_path):
 def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys, terminal):
     """show_progress=True (the default) draws rows and MB/s on stderr when it is a terminal, and builds no
     bar at all otherwise; the rows are the same either way."""
-    import embedding_reader.reader as reader_module
-
     collection = write_collection("npy", tmp_path, [12, 7])
     bars = []
     real_tqdm = reader_module.tqdm
@@ -496,8 +495,6 @@ def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys, terminal
 @pytest.mark.parametrize(("output_dtype", "cores", "threads"), [(None, 2, 4), ("float32", 2, 2), ("float32", 1, 1)])
 def test_default_threads_one_per_core_when_casting(tmp_path, monkeypatch, output_dtype, cores, threads):
     """Local reads use 4 threads, but a read that casts (CPU-bound) uses one per core; the rows stay exact."""
-    import embedding_reader.reader as reader_module
-
     collection = write_collection("npy", tmp_path, STANDARD_ROWS, dtype="float16")
     used = []
     real_pipeline = reader_module.Pipeline
