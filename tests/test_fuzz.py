@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from numpy.lib import format as npy_format
 
 from embedding_reader import EmbeddingReader, EmbeddingReaderError
+from embedding_reader.formats import npy
 from embedding_reader.formats.npy import npy_data_offset, parse_npy_header
 from embedding_reader.formats.parquet_io import parse_footer
 from tests.support.collections import META_COLUMNS, read_all, sample_embeddings, sample_meta, write_parquet_file
@@ -141,6 +142,53 @@ def test_npy_header_dictionary_text(text):
     """Arbitrary text where numpy expects the header dictionary (literal_eval of untrusted input)."""
     body = text.encode("latin1", "replace") + b"\n"
     only_library_errors(parse_npy_header, PATH, b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body, None)
+
+
+def header_bytes(data: bytes) -> bytes:
+    """The complete header of an npy file's bytes (magic, version, length, dictionary)."""
+    return data[: npy_data_offset(PATH, data[:12])]
+
+
+def saved_header(dtype: str, shape: tuple[int, int], major: int) -> bytes:
+    """The header numpy writes for an array of this dtype and shape, in format version major.0."""
+    fields = {**npy_format.header_data_from_array_1_0(np.empty((0, 0), dtype=dtype)), "shape": shape}
+    buffer = io.BytesIO()
+    write = npy_format.write_array_header_1_0 if major == 1 else npy_format.write_array_header_2_0
+    write(buffer, fields)
+    data = buffer.getvalue()
+    return data[:6] + bytes([major]) + data[7:]  # version 3.0 is 2.0's layout with a utf-8 dictionary
+
+
+@pytest.mark.parametrize("major", [1, 2, 3])
+@pytest.mark.parametrize("dtype", ["<f2", "<f4", ">f4", "<f8", "|i1", "|u1", "<i2", ">u4", "<i8", "<u8"])
+@pytest.mark.parametrize("shape", [(0, 1), (3, 768), (123456789, 4096)])
+def test_saved_headers_parse_without_numpy(monkeypatch, major, dtype, shape):
+    """The header np.save writes for a 2-D numeric array is read by the pattern, with numpy's own answer."""
+    header = saved_header(dtype, shape, major)
+    expected = npy._numpy_parsed_fields(PATH, header)  # pylint: disable=protected-access
+    monkeypatch.setattr(npy, "_numpy_parsed_fields", lambda *args: pytest.fail("numpy parsed a saved header"))
+    assert npy._numpy_header_fields(PATH, header) == expected == (shape, False, np.dtype(dtype))
+
+
+@FUZZ
+@given(mutated(VALID_NPY, "header"))
+def test_header_pattern_agrees_with_numpy(data):
+    """Whatever header the pattern accepts, numpy reads the same shape, order and dtype from it."""
+    try:
+        header = header_bytes(data)
+    except EmbeddingReaderError:
+        return
+    if npy._SAVED_2D_HEADER.fullmatch(header) is not None:  # pylint: disable=protected-access
+        assert npy._numpy_header_fields(PATH, header) == npy._numpy_parsed_fields(PATH, header)
+
+
+def test_unusual_headers_go_through_numpy():
+    """Headers np.save would not write (keys reordered, spaces, 1-D) are parsed by numpy, not refused."""
+    body = b"{'shape': (2, 3), 'fortran_order': False, 'descr': '<f4'}"
+    body += b" " * (-(10 + len(body) + 1) % 64) + b"\n"
+    data = b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+    assert npy._SAVED_2D_HEADER.fullmatch(data) is None  # pylint: disable=protected-access
+    assert parse_npy_header(PATH, data, len(data) + 24).count == 2
 
 
 # ---------------------------------------------------------------- parquet footers

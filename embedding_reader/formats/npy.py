@@ -1,6 +1,7 @@
 """npy: 2-D C-order numeric arrays saved by numpy; headers parsed by numpy's own format module."""
 
 import io
+import re
 import threading
 from typing import List, Optional, Sequence, Tuple
 
@@ -19,6 +20,13 @@ PROBE_BYTES = 256  # np.save writes 128-byte headers; one read usually gets the 
 _MAGIC = b"\x93NUMPY"
 _NUMERIC_KINDS = "fiu"
 CAST_BLOCK_BYTES = 2 * 2**20  # a cast buffer that fits in L2/L3: read and cast without a trip to RAM
+# The header np.save writes for a 2-D numeric array, byte for byte: parsed without numpy's literal_eval,
+# which costs 0.1 ms a header (a second for 10,000 files). Anything else goes through numpy.
+_SAVED_2D_HEADER = re.compile(
+    rb"\x93NUMPY(?:\x01\x00..|[\x02\x03]\x00....)"
+    rb"\{'descr': '([<>|=][fiu][1248])', 'fortran_order': (False|True), 'shape': \((\d+), (\d+)\), \} *\n",
+    re.DOTALL,
+)
 
 
 def npy_data_offset(path: str, prefix: bytes) -> int:
@@ -54,6 +62,15 @@ def parse_npy_header(path: str, header: bytes, file_size: Optional[int]) -> File
 
 
 def _numpy_header_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtype]:
+    """(shape, fortran_order, dtype): np.save's own 2-D header by a pattern, any other through numpy.lib.format."""
+    saved = _SAVED_2D_HEADER.fullmatch(header)
+    if saved is not None:
+        descr, fortran_order, count, dimension = saved.groups()
+        return (int(count), int(dimension)), fortran_order == b"True", np.dtype(descr.decode())
+    return _numpy_parsed_fields(path, header)
+
+
+def _numpy_parsed_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtype]:
     """(shape, fortran_order, dtype) through numpy.lib.format, any header version and length."""
     stream = io.BytesIO(header)
     try:
