@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from .connections import MAX_CONNECTIONS, with_connection_pool
 from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ReadFailedError, ShortReadError
 from .retry import RetryPolicy, call_with_retries
 from .streaming import Streamer, StreamInto, stream_reader
@@ -23,7 +24,7 @@ from .streaming import Streamer, StreamInto, stream_reader
 LOCAL_PIECE_BYTES = 50 * 2**20  # one readinto or row-group read per 50 MB, small enough to spread over threads
 REMOTE_PIECE_BYTES = 16 * 2**20  # other remote filesystems (one joined cat_file per piece): latency amortised
 HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
-HEADER_READ_CONCURRENCY = 128  # for async filesystems (http, s3, gcs): requests in flight at once
+HEADER_READ_CONCURRENCY = MAX_CONNECTIONS  # for async filesystems (http, s3, gcs): requests in flight at once
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
 
 FileEntry = Tuple[str, Optional[int]]  # (path, size in bytes if the listing gave it)
@@ -98,7 +99,7 @@ class Storage:
     def _make_filesystem(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem for the protocol; an unknown protocol or a missing package is a clear error."""
         try:
-            return fsspec.filesystem(self.protocol, **self._options)
+            return fsspec.filesystem(self.protocol, **with_connection_pool(self.protocol, self._options))
         except ImportError as exc:
             raise InvalidArgumentError(
                 f"reading {self.protocol}:// needs a package that is not installed: {exc}"
@@ -196,8 +197,8 @@ class Storage:
         if self.is_local or len(requests) <= 1:
             return [self._read_checked(request, allow_short) for request in requests]
         if getattr(self.fs, "async_impl", False):
-            paths, starts, ends = (list(column) for column in zip(*requests))
-            answers = self.fs.cat_ranges(paths, starts, ends, on_error="return", batch_size=HEADER_READ_CONCURRENCY)
+            where = f"{len(requests)} range reads from {redact(requests[0][0])} on"
+            answers = self._run_async(_cat_all(self.fs, requests, HEADER_READ_CONCURRENCY), where, None)
             return [self._accept(answer, request, allow_short) for answer, request in zip(answers, requests)]
         with ThreadPoolExecutor(min(HEADER_READ_THREADS, len(requests))) as pool:
             return list(pool.map(lambda request: self._read_checked(request, allow_short), requests))
@@ -242,10 +243,13 @@ class Storage:
         (a break out of the caller's loop) until the whole response arrived.
         """
         request = asyncio.run_coroutine_threadsafe(coroutine, self.fs.loop)
-        while not wait_futures([request], timeout=CANCEL_POLL_S).done:
-            if cancel is not None and cancel.is_set():
-                request.cancel()
-                raise ReadFailedError(f"{where}: read cancelled")
+        try:
+            while not wait_futures([request], timeout=CANCEL_POLL_S).done:
+                if cancel is not None and cancel.is_set():
+                    raise ReadFailedError(f"{where}: read cancelled")
+        except BaseException:  # cancelled, or interrupted (KeyboardInterrupt) while waiting
+            request.cancel()
+            raise
         return request.result()
 
     def _stream_exact(self, streamer: Streamer, path: str, start: int, out: memoryview, cancel) -> None:
@@ -320,6 +324,26 @@ class Storage:
                 raise ShortReadError(f"size of {redact(path)}: {type(exc).__name__}: {exc}") from exc
 
         return call_with_retries(size, f"size of {redact(path)}", self.retry_policy)
+
+
+async def _cat_all(fs: Any, requests: Sequence[Tuple[str, int, int]], concurrency: int) -> List[Any]:
+    """Every (path, start, end) read through `fs._cat_file`, `concurrency` at a time; answers or exceptions, in order.
+
+    A fixed set of workers takes the next request as each answer arrives: O(1) per answer, where fsspec's
+    `cat_ranges` re-waits on its whole in-flight set (10,000 npy headers over http: 4.2 -> 3.x s).
+    """
+    answers: List[Any] = [None] * len(requests)
+    todo = iter(enumerate(requests))
+
+    async def worker() -> None:
+        for k, (path, start, end) in todo:
+            try:
+                answers[k] = await fs._cat_file(path, start=start, end=end)  # pylint: disable=protected-access
+            except Exception as exc:  # pylint: disable=broad-except  # each read is checked and retried alone
+                answers[k] = exc
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
+    return answers
 
 
 async def _gather(coroutines: List[Any]) -> List[Any]:

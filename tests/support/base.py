@@ -37,6 +37,7 @@ class _ThreadingServer(ThreadingHTTPServer):
         """Bind 127.0.0.1 on a port chosen by the OS."""
         self.owner = owner
         self.open_connections: set[socket.socket] = set()
+        self.peak_connections = 0  # most connections open at once
         self._connections_lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), handler)
 
@@ -44,6 +45,7 @@ class _ThreadingServer(ThreadingHTTPServer):
         """Remember the connection so ``stop()`` can shut it down, then serve it in a thread."""
         with self._connections_lock:
             self.open_connections.add(request)
+            self.peak_connections = max(self.peak_connections, len(self.open_connections))
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -117,6 +119,11 @@ class LoopbackServer:
         if self._thread is not None:
             self._thread.join()
         self._server = self._thread = None
+
+    @property
+    def peak_connections(self) -> int:
+        """The most client connections this server has had open at once."""
+        return self._server.peak_connections if self._server is not None else 0
 
     def reset_stats(self) -> None:
         """Zero the statistics."""
