@@ -108,8 +108,8 @@ def serve(case: Case, dataset: datasets.Dataset) -> Iterator[remote_mod.Remote |
         rate = cases_mod.THROTTLE_BYTES_PER_S
         with remote_mod.http(dataset.root, dataset.embedding_files, cases_mod.THROTTLE_LATENCY_S, rate) as r:
             yield r
-    elif case.remote == "http_slow_open":
-        with remote_mod.http(dataset.root, dataset.embedding_files, cases_mod.THROTTLE_LATENCY_S) as r:
+    elif case.remote == "http_slow_open":  # many small requests: one server loop (two trade the GIL back and forth)
+        with remote_mod.http(dataset.root, dataset.embedding_files, cases_mod.THROTTLE_LATENCY_S, loops=1) as r:
             yield r
     elif case.remote == "s3":
         with remote_mod.s3(dataset.root, dataset.embedding_files, dataset.spec.name) as r:

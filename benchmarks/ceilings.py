@@ -150,7 +150,7 @@ def fsspec_fetch(urls: list[str], storage_options: dict[str, Any] | None = None)
     return time.perf_counter() - started
 
 
-def http_fetch_heads(urls: list[str], nbytes: int = 128, connections: int = 100) -> float:
+def http_fetch_heads(urls: list[str], nbytes: int = 128, connections: int = 128) -> float:
     """Seconds for one aiohttp session to GET the first `nbytes` of every file (one ranged request each).
 
     The least a reader must do to read npy headers over HTTP: a ceiling for opening many small files.

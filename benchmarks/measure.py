@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from envs import BENCH_DIR, Implementation, child_env
-from remote import Remote, count_connections
+from remote import Remote
 
 RUN_ONE = BENCH_DIR / "run_one.py"
 RESULT_PREFIX = "RESULT_JSON: "
-POLL_S = 0.02
 
 
 @dataclass
@@ -89,29 +88,22 @@ def run_child(
             cwd=str(work_dir),
             text=True,
         )
-        connections = _wait(proc, remote, timeout_s)
-        stdout = proc.stdout.read() if proc.stdout else ""
-        proc.wait()
+        stdout = _read_all(proc, timeout_s)
     result = _parse(stdout, proc.returncode, log_path)
     result["wall_s"] = time.perf_counter() - started
     if remote is not None:
         result.update(requests=remote.server.stats.requests, wire_bytes=remote.server.stats.bytes_sent)
-        result["connections"] = connections
+        result["connections"] = remote.server.peak_connections  # counted by the server: nothing polls the child
     return result
 
 
-def _wait(proc: subprocess.Popen, remote: Remote | None, timeout_s: float) -> int:
-    """Wait for the child (killing it after timeout_s); return the most connections it held to the server."""
-    deadline = time.monotonic() + timeout_s
-    most = 0
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            proc.kill()
-            break
-        if remote is not None:
-            most = max(most, count_connections(proc.pid, remote.port))
-        time.sleep(POLL_S)
-    return most
+def _read_all(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The child's whole stdout once it ends, killing it after timeout_s."""
+    try:
+        return proc.communicate(timeout=timeout_s)[0] or ""
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0] or ""
 
 
 def _parse(stdout: str, returncode: int, log_path: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,14 +22,18 @@ import fsspec
 import pytest
 import s3fs
 
+from tests.support.async_http_server import AsyncRangeHTTPServer
 from tests.support.faults import FaultConfig, FaultKind
 from tests.support.http_server import RangeHTTPServer
 from tests.support.s3_server import FaultProxy, MotoS3Server
 
 BIG = 200_000
-FILES = {"folder/a.bin": BIG, "folder/sub/b.bin": 10_000, "folder/sub/deeper/c.txt": 12}
+LARGE = 1_500_000  # sent by sendfile on the asyncio server
+FILES = {"folder/a.bin": BIG, "folder/large.bin": LARGE, "folder/sub/b.bin": 10_000, "folder/sub/deeper/c.txt": 12}
 BUCKET = "support-servers"
 NO_RETRIES = {"config_kwargs": {"retries": {"total_max_attempts": 1}}}
+# The fault-free behaviour both static servers share (the asyncio one measures clients in the benchmark).
+STATIC_SERVERS = {"threaded": RangeHTTPServer, "asyncio": AsyncRangeHTTPServer}
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +48,11 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def plain_server(http_server_factory: Callable[..., RangeHTTPServer], data_root: Path) -> RangeHTTPServer:
-    """A fault-free server over ``data_root``."""
-    return http_server_factory(data_root)
+@pytest.fixture(scope="module", params=list(STATIC_SERVERS))
+def plain_server(request: pytest.FixtureRequest, data_root: Path) -> Iterator[RangeHTTPServer]:
+    """A fault-free server over ``data_root``, of each kind."""
+    with STATIC_SERVERS[request.param](data_root) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +106,15 @@ def test_cat_file_returns_exact_bytes(plain_server: RangeHTTPServer, data_root: 
     """fsspec's ranged cat_file gets exactly the asked bytes."""
     got = http_fs().cat_file(f"{plain_server.url}/folder/a.bin", start, end)
     assert got == content(data_root, "folder/a.bin")[start:end]
+
+
+@pytest.mark.parametrize(("start", "end"), [(None, None), (1, LARGE - 1), (300_000, 1_300_000)])
+def test_large_bodies_come_whole(plain_server: RangeHTTPServer, data_root: Path, start: int | None, end: int | None):
+    """Bodies larger than one socket write (sendfile on the asyncio server) arrive exact, and counted."""
+    plain_server.reset_stats()
+    got = http_fs().cat_file(f"{plain_server.url}/folder/large.bin", start, end)
+    assert got == content(data_root, "folder/large.bin")[start:end]
+    assert plain_server.stats.bytes_sent == len(got)
 
 
 def test_find_lists_nested_files_and_info_gives_sizes(plain_server: RangeHTTPServer, data_root: Path):
@@ -203,38 +217,41 @@ def test_stats_count_requests_and_body_bytes(plain_server: RangeHTTPServer):
     assert (stats.requests, stats.bytes_sent, sum(stats.faults.values())) == (0, 0, 0)
 
 
-def test_client_disconnect_leaves_stderr_clean(
-    http_server_factory: Callable[..., RangeHTTPServer], data_root: Path, capfd: pytest.CaptureFixture[str]
-):
+@pytest.mark.parametrize("server_class", STATIC_SERVERS.values())
+def test_client_disconnect_leaves_stderr_clean(server_class, data_root: Path, capfd: pytest.CaptureFixture[str]):
     """A client hanging up mid-body prints no traceback."""
-    server = http_server_factory(data_root, bytes_per_s_per_connection=1_000_000)
-    with socket.create_connection(host_port(server.url)) as client:
-        client.sendall(b"GET /folder/a.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        client.recv(1000)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    time.sleep(0.3)
+    with server_class(data_root, bytes_per_s_per_connection=1_000_000) as server:
+        with socket.create_connection(host_port(server.url)) as client:
+            client.sendall(b"GET /folder/a.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.recv(1000)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.3)
     assert capfd.readouterr().err == ""
 
 
 # --- latency and throttling -----------------------------------------------------------------------------------------
 
 
-def test_latency_delays_each_request(http_server_factory: Callable[..., RangeHTTPServer], data_root: Path):
+@pytest.mark.parametrize("server_class", STATIC_SERVERS.values())
+def test_latency_delays_each_request(server_class, data_root: Path):
     """Each request waits ``latency_s`` before its answer."""
-    server = http_server_factory(data_root, latency_s=0.1)
-    fs = http_fs()
-    started = time.monotonic()
-    for _ in range(3):
-        fs.cat_file(f"{server.url}/folder/sub/deeper/c.txt")
-    assert time.monotonic() - started >= 0.8 * 0.3
+    with server_class(data_root, latency_s=0.1) as server:
+        fs = http_fs()
+        started = time.monotonic()
+        for _ in range(3):
+            assert fs.cat_file(f"{server.url}/folder/sub/deeper/c.txt") == content(data_root, "folder/sub/deeper/c.txt")
+        assert time.monotonic() - started >= 0.8 * 0.3
 
 
-def test_throttle_caps_body_rate(http_server_factory: Callable[..., RangeHTTPServer], data_root: Path):
-    """A body of N bytes takes about N / bytes_per_s_per_connection seconds."""
-    server = http_server_factory(data_root, bytes_per_s_per_connection=1_000_000)
-    started = time.monotonic()
-    assert len(http_fs().cat_file(f"{server.url}/folder/a.bin")) == BIG
-    assert time.monotonic() - started >= 0.8 * BIG / 1_000_000
+@pytest.mark.parametrize("server_class", STATIC_SERVERS.values())
+@pytest.mark.parametrize(("start", "end"), [(None, None), (1000, 151_000)])
+def test_throttle_caps_body_rate(server_class, data_root: Path, start: int | None, end: int | None):
+    """A body of N bytes takes about N / bytes_per_s_per_connection seconds, and comes whole."""
+    with server_class(data_root, bytes_per_s_per_connection=1_000_000) as server:
+        started = time.monotonic()
+        got = http_fs().cat_file(f"{server.url}/folder/a.bin", start, end)
+        assert got == content(data_root, "folder/a.bin")[start:end]
+        assert time.monotonic() - started >= 0.8 * len(got) / 1_000_000
 
 
 # --- injected faults on the static server, seen by http.client and fsspec ---------------------------------------

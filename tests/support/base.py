@@ -126,8 +126,10 @@ class LoopbackServer:
         return self._server.peak_connections if self._server is not None else 0
 
     def reset_stats(self) -> None:
-        """Zero the statistics."""
+        """Zero the statistics and the peak of connections."""
         self.stats.reset()
+        if self._server is not None:
+            self._server.peak_connections = 0
 
     def __enter__(self: _Server) -> _Server:
         """Start the server."""
@@ -201,9 +203,9 @@ class FaultHandler(BaseHTTPRequestHandler):
                 piece = chunk[start : min(start + CHUNK_BYTES, len(chunk), start + limit - sent)]
                 if not piece:
                     break
+                self.owner.stats.count_bytes(len(piece))  # before the write: counted once the client has it
                 self.wfile.write(piece)
                 sent += len(piece)
-                self.owner.stats.count_bytes(len(piece))
                 self._throttle(sent, started)
             if sent >= limit:
                 break

@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 from .base import CHUNK_BYTES, FaultHandler, LoopbackServer
 from .faults import STATUS_OF_FAULT, FaultConfig, FaultKind, ResponsePlan
 
-__all__ = ["FaultConfig", "RangeHTTPServer", "UnsatisfiableRange", "parse_range"]
+__all__ = ["FaultConfig", "RangeHTTPServer", "UnsatisfiableRange", "listing_html", "parse_range", "resolve_under"]
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -43,6 +43,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(int(last), size - 1) if last else size - 1
 
 
+def resolve_under(root: Path, url_path: str) -> Path | None:
+    """Map a URL path to an existing path under the (resolved) root; None if it escapes the root or does not exist."""
+    candidate = (root / url_path.lstrip("/")).resolve()
+    if candidate != root and root not in candidate.parents:
+        return None
+    return candidate if candidate.exists() else None
+
+
 def _file_chunks(path: Path, first: int, length: int) -> Iterator[bytes]:
     """Yield ``length`` bytes of the file from offset ``first``, in chunks of at most CHUNK_BYTES."""
     with path.open("rb") as file:
@@ -56,7 +64,7 @@ def _file_chunks(path: Path, first: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _listing_html(url_path: str, folder: Path) -> bytes:
+def listing_html(url_path: str, folder: Path) -> bytes:
     """Render a folder as HTML links that fsspec's HTTPFileSystem parses (folders end with a slash)."""
     base = url_path.rstrip("/") + "/"
     items = []
@@ -95,11 +103,7 @@ class _StaticFileHandler(FaultHandler):
 
     def _resolve(self, url_path: str) -> Path | None:
         """Map a URL path to a path under the root; None if it escapes the root or does not exist."""
-        root = cast(RangeHTTPServer, self.owner).root
-        candidate = (root / url_path.lstrip("/")).resolve()
-        if candidate != root and root not in candidate.parents:
-            return None
-        return candidate if candidate.exists() else None
+        return resolve_under(cast(RangeHTTPServer, self.owner).root, url_path)
 
     def _serve_plain(self, url_path: str, status: int, body: bytes, headers: dict[str, str]) -> None:
         """Answer a small fault-exempt response (listing, 404, 416); only ``always_fail`` overrides it."""
@@ -113,7 +117,7 @@ class _StaticFileHandler(FaultHandler):
 
     def _serve_listing(self, url_path: str, folder: Path) -> None:
         """Answer an HTML listing of the folder."""
-        self._serve_plain(url_path, 200, _listing_html(url_path, folder), {"Content-Type": "text/html; charset=utf-8"})
+        self._serve_plain(url_path, 200, listing_html(url_path, folder), {"Content-Type": "text/html; charset=utf-8"})
 
     def _serve_file(self, url_path: str, path: Path) -> None:
         """Answer the file or the asked byte range of it, possibly with an injected fault."""
