@@ -68,7 +68,9 @@ def listing_html(url_path: str, folder: Path) -> bytes:
     """Render a folder as HTML links that fsspec's HTTPFileSystem parses (folders end with a slash)."""
     base = url_path.rstrip("/") + "/"
     items = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+    with os.scandir(folder) as entries:  # scandir knows folders from the listing itself: no stat per entry
+        found = sorted(entries, key=lambda entry: entry.name)
+    for entry in found:
         slash = "/" if entry.is_dir() else ""
         items.append(f'<li><a href="{quote(entry.name)}{slash}">{html.escape(entry.name)}{slash}</a></li>')
     title = html.escape(base)
