@@ -9,7 +9,7 @@ a file's read unit (a parquet row group) unless a batch boundary forces it, and 
 import numbers
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidArgumentError
 from .header import FileHeader
@@ -127,6 +127,29 @@ def _chunk_ends(header: FileHeader, first: int, last: int, max_piece_size: int) 
         if unit_end == last:
             break
     return [*ends, last]
+
+
+def split_first_batch(pieces: Iterable[Piece], headers: Sequence[FileHeader], max_rows: int) -> Iterator[Piece]:
+    """The plan with the first batch's pieces cut again to at most `max_rows` rows (parquet files: at row-group
+    boundaries only), so that every thread works on the first batch and it arrives sooner; later batches keep
+    their larger pieces."""
+    for piece in pieces:
+        if piece.batch_id != 0:
+            yield piece
+            continue
+        piece_first = piece.piece_start
+        for end in _chunk_ends(headers[piece.file_index], piece.piece_start, piece.piece_end, max_rows):
+            yield Piece(
+                file_index=piece.file_index,
+                path=piece.path,
+                piece_start=piece_first,
+                piece_end=end,
+                batch_id=0,
+                batch_start=piece.batch_start + piece_first - piece.piece_start,
+                batch_end=piece.batch_start + end - piece.piece_start,
+                last_piece=piece.last_piece and end == piece.piece_end,
+            )
+            piece_first = end
 
 
 def units_covering(units: Sequence[int], first: int, last: int) -> Tuple[List[int], int]:

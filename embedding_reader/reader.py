@@ -14,7 +14,7 @@ from .batches import BatchAssembler
 from .errors import InvalidArgumentError, check_int
 from .formats import Format, format_class
 from .header import FileHeader
-from .pieces import Piece, iter_pieces
+from .pieces import Piece, iter_pieces, split_first_batch
 from .pipeline import Pipeline
 from .retry import RetryPolicy
 from .storage import Storage, redact
@@ -22,6 +22,7 @@ from .storage import Storage, redact
 DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
+FIRST_BATCH_MIN_PIECE = 2**20  # the first batch is cut into one piece per thread, but not below 1 MB each
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
@@ -147,9 +148,14 @@ class EmbeddingReader:
         piece_rows = self.piece_rows(max_piece_size)
         plan = iter_pieces(self.headers, batch_size, start, end, piece_rows)
         first_pieces = list(islice(plan, COST_SAMPLE_PIECES))
-        pieces = chain(first_pieces, plan)
         costliest = max((self._piece_cost(piece, out_dtype) for piece in first_pieces), default=1)
         parallel = self._parallel_pieces(parallel_pieces, costliest, max_ram_usage_in_bytes, out_dtype)
+        pieces: Iterator[Piece] = chain(first_pieces, plan)
+        streamer = self._storage.streamer
+        if streamer is not None and streamer.part_bytes is not None:  # http: see README, Time to first batch
+            first_piece_rows = -(-min(batch_size, end - start) // parallel)
+            min_rows = FIRST_BATCH_MIN_PIECE // self.byte_per_item
+            pieces = split_first_batch(pieces, self.headers, max(first_piece_rows, min_rows))
         assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
         pipeline = Pipeline(
             pieces,

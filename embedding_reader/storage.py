@@ -269,7 +269,7 @@ class Storage:
         still missing, so a fault costs one part's request.
         """
         where = byte_range(path, start, start + out.nbytes)
-        step = streamer.part_bytes or out.nbytes or 1
+        step = streamer.part_size(out.nbytes)
         missing = [(lo, min(lo + step, out.nbytes)) for lo in range(0, out.nbytes, step)]
 
         def attempt() -> None:

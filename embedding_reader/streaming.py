@@ -17,6 +17,9 @@ S3_READ_BYTES = 256 * 1024  # per body read: what a socket read gives at most, s
 # http: a piece is fetched as concurrent parts of this size. Servers often cap each connection's rate;
 # measured by hand with 30 ms + 10 MB/s per connection, 4 MB parts read 0.35-0.39 GB/s, whole 16 MB pieces 0.24-0.26.
 HTTP_PART_BYTES = 4 * 2**20
+# a smaller range (a piece of the first batch, cut finer so that it arrives sooner) still gets parts, down to 1 MB
+PARTS_PER_RANGE = 4
+MIN_PART_BYTES = 2**20
 HTTP_PIECE_BYTES = 16 * 2**20  # four concurrent parts per piece: 16 threads make 64 connections
 # s3: one GET per piece. Each request pays its first-byte latency (tens of ms) and a request fee, and through moto a
 # copy of the whole object; a 64 MB range at ~90 MB/s per connection spends about 95% of its time transferring.
@@ -35,6 +38,13 @@ class Streamer:
     read_into: StreamInto
     part_bytes: Optional[int]
     piece_bytes: int
+
+    def part_size(self, nbytes: int) -> int:
+        """Bytes per request for a range of `nbytes`: about PARTS_PER_RANGE parts of at most part_bytes and,
+        unless part_bytes is smaller, at least MIN_PART_BYTES; the whole range if the filesystem wants no parts."""
+        if self.part_bytes is None:
+            return max(1, nbytes)
+        return max(1, min(self.part_bytes, max(MIN_PART_BYTES, -(-nbytes // PARTS_PER_RANGE))))
 
 
 def stream_reader(fs: Any) -> Optional[Streamer]:

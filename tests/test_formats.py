@@ -28,6 +28,7 @@ from tests.support.collections import (
     embedding_array,
     expected_batch_sizes,
     read_all,
+    record_pieces,
     sample_embeddings,
     sample_meta,
     write_npy_collection,
@@ -503,3 +504,15 @@ def test_default_threads_one_per_core_when_casting(tmp_path, monkeypatch, output
     out_dtype = np.float16 if output_dtype is None else np.float32
     check_result(read(open_reader(collection), 10, output_dtype=output_dtype), collection, 10, out_dtype=out_dtype)
     assert used == [threads]
+
+
+def test_local_first_batch_keeps_planned_pieces(tmp_path, monkeypatch):
+    """Local files: the first batch is read in its planned pieces like the others (cutting it finer did not
+    make it sooner, see README); over http it is cut (test_remote.py). FIRST_BATCH_MIN_PIECE lowered to one row."""
+    import embedding_reader.reader as reader_module
+
+    collection = write_collection("npy", tmp_path, [300], dim=8)
+    monkeypatch.setattr(reader_module, "FIRST_BATCH_MIN_PIECE", 1)
+    pieces = record_pieces(monkeypatch)
+    check_result(read(open_reader(collection), 100, max_piece_size=100, parallel_pieces=4), collection, 100)
+    assert sorted(pieces) == [(0, 100), (1, 100), (2, 100)]

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedding_reader import EmbeddingReaderError, FileHeader, InvalidArgumentError, Piece, build_pieces
+from embedding_reader.pieces import split_first_batch
 
 PLANNER_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -104,6 +105,35 @@ def test_plan_matches_oracle(plan):
     pieces = build_pieces(headers, batch_size, start, end, max_piece_size)
     total = sum(h.count for h in headers)
     check_plan(pieces, headers, batch_size, start, total if end is None else min(end, total), max_piece_size)
+
+
+@PLANNER_SETTINGS
+@given(plans(), st.integers(1, 40))
+def test_first_batch_split_finer(plan, first_rows):
+    """split_first_batch cuts only the first batch's pieces, to at most `first_rows` rows (row-group files: at row
+    group boundaries only), and the plan keeps every property; later batches are untouched."""
+    headers, batch_size, start, end, max_piece_size = plan
+    plain = build_pieces(headers, batch_size, start, end, max_piece_size)
+    pieces = list(split_first_batch(plain, headers, first_rows))
+    total = sum(h.count for h in headers)
+    check_plan(pieces, headers, batch_size, start, total if end is None else min(end, total), max_piece_size)
+    assert [p for p in pieces if p.batch_id > 0] == [p for p in plain if p.batch_id > 0]
+    for piece in (p for p in pieces if p.batch_id == 0):
+        h = headers[piece.file_index]
+        if not h.units:
+            assert piece.rows <= first_rows, piece
+        elif piece.rows > first_rows:
+            assert not {b for b in unit_boundaries(h) if piece.piece_start < b < piece.piece_end}, piece
+
+
+def test_first_batch_split_known():
+    """Two npy files, batches of 10, pieces of 8: the first batch (8 + 2 rows) cut to pieces of 3 rows."""
+    headers = [header(0, 8), header(1, 20)]
+    pieces = list(split_first_batch(build_pieces(headers, 10, max_piece_size=8), headers, 3))
+    first = [(p.file_index, p.piece_start, p.piece_end, p.batch_start, p.last_piece) for p in pieces if p.batch_id == 0]
+    assert first == [(0, 0, 3, 0, False), (0, 3, 6, 3, False), (0, 6, 8, 6, False), (1, 0, 2, 8, True)]
+    later = [(p.batch_id, p.piece_start, p.piece_end) for p in pieces if p.batch_id]
+    assert later == [(1, 2, 8), (1, 8, 12), (2, 12, 16), (2, 16, 20)]  # as planned: 8-row chunks cut by batches
 
 
 @PLANNER_SETTINGS

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
+import embedding_reader.reader as reader_module
 from embedding_reader import EmbeddingReader, NoEmbeddingsFoundError, build_pieces, streaming
 from embedding_reader.formats.npy import PROBE_BYTES
 from embedding_reader.storage import LOCAL_PIECE_BYTES
@@ -19,6 +20,7 @@ from embedding_reader.streaming import HTTP_PIECE_BYTES, S3_PIECE_BYTES
 from tests.support.collections import (
     ALL_FORMATS,
     Collection,
+    record_pieces,
     write_npy_collection,
     write_parquet_collection,
     write_parquet_npy_collection,
@@ -199,6 +201,36 @@ def test_streamed_pieces_need_no_side_buffer(tree, http, s3):
         header = reader.headers[piece.file_index]
         assert reader._format.transient_bytes(piece, header, np.dtype("float32")) == 0
         assert reader._format.transient_bytes(piece, header, np.dtype("float16")) == piece.rows * header.row_bytes
+
+
+@pytest.mark.parametrize(
+    ("part_bytes", "nbytes", "expected"),
+    [
+        (4 << 20, 16 << 20, 4 << 20),
+        (4 << 20, 5 << 20, 1310720),
+        (4 << 20, 2 << 20, 1 << 20),
+        (4 << 20, 1000, 1 << 20),
+        (256, 5 << 20, 256),
+        (None, 64 << 20, 64 << 20),
+    ],
+)
+def test_part_sizes(part_bytes, nbytes, expected):
+    """About four parts per range, at most part_bytes and at least 1 MB each (unless part_bytes is smaller); no
+    parts at all for S3."""
+    assert streaming.Streamer(streaming._http_into, part_bytes, 16 << 20).part_size(nbytes) == expected
+
+
+def test_http_first_batch_cut_into_a_piece_per_thread(tree, http, monkeypatch):
+    """Over http the first batch is read as one piece per thread (4 of 250 rows), later batches in their planned
+    pieces (500 rows); rows exact. FIRST_BATCH_MIN_PIECE lowered to one row."""
+    _, collections = tree
+    collection = collections["big_npy"]
+    _, remote = http
+    monkeypatch.setattr(reader_module, "FIRST_BATCH_MIN_PIECE", 1)
+    pieces = record_pieces(monkeypatch)
+    reader = open_remote(collection, remote)
+    assert_rows(read_pass(reader, 1000, max_piece_size=500, parallel_pieces=4), collection, 1000)
+    assert sorted(pieces) == [(0, 250)] * 4 + [(batch, 500) for batch in (1, 1, 2, 2, 3, 3)]
 
 
 def test_s3_one_get_per_piece(tree, s3, monkeypatch):

@@ -21,6 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedding_reader import EmbeddingReader
+
 META_COLUMNS = ["caption", "n"]
 ALL_FORMATS = ["npy", "parquet", "parquet_npy"]
 FIXED_SIZE_LIST = "fixed_size_list"
@@ -317,3 +319,16 @@ def expected_batch_sizes(rows: int, batch_size: int) -> list[int]:
     """Sizes of the batches of a read of ``rows`` rows: ``batch_size`` each but a shorter last one."""
     full, rest = divmod(rows, batch_size)
     return [batch_size] * full + ([rest] if rest else [])
+
+
+def record_pieces(monkeypatch) -> list[tuple[int, int]]:
+    """A list that fills with (batch_id, rows) of every piece readers read from now on (until the test ends)."""
+    pieces: list[tuple[int, int]] = []
+    real_read_piece = EmbeddingReader._read_piece
+
+    def recording_read_piece(self, piece, out, cancel):
+        pieces.append((piece.batch_id, piece.rows))
+        return real_read_piece(self, piece, out, cancel)
+
+    monkeypatch.setattr(EmbeddingReader, "_read_piece", recording_read_piece)
+    return pieces
