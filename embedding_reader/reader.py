@@ -22,7 +22,7 @@ from .storage import Storage, redact
 DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
-FIRST_BATCH_MIN_PIECE = 2**20  # the first batch is cut into one piece per thread, but not below 1 MB each
+FIRST_BATCH_MIN_PIECE = 2**20  # over http the first batch is cut into a piece per thread, not below 1 MB each
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 
 Batch = Tuple[np.ndarray, pd.DataFrame]

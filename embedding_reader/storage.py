@@ -197,7 +197,7 @@ class Storage:
         if self.is_local or len(requests) <= 1:
             return [self._read_checked(request, allow_short) for request in requests]
         if getattr(self.fs, "async_impl", False):
-            where = f"{len(requests)} range reads from {redact(requests[0][0])} on"
+            where = f"{len(requests)} range reads ({redact(requests[0][0])}, ...)"
             answers = self._run_async(_read_all(self._fetch, requests, HEADER_READ_CONCURRENCY), where, None)
             return [self._accept(answer, request, allow_short) for answer, request in zip(answers, requests)]
         with ThreadPoolExecutor(min(HEADER_READ_THREADS, len(requests))) as pool:
