@@ -6,6 +6,7 @@ Several tests also pin client behaviours the reader's retry design relies on (se
 from __future__ import annotations
 
 import errno
+import logging
 import http.client
 import random
 import socket
@@ -167,6 +168,17 @@ def test_unsatisfiable_range_is_416(plain_server: RangeHTTPServer, range_header:
     """Ranges past the end, inverted or empty are answered 416 with ``Content-Range: bytes */size``."""
     status, headers, _ = raw_request(plain_server.url, "/folder/a.bin", {"Range": range_header})
     assert status == 416 and headers["Content-Range"] == f"bytes */{BIG}"
+
+
+def test_malformed_request_closes_the_connection_quietly(plain_server: RangeHTTPServer, capfd, caplog):
+    """A request line that does not parse is refused without a traceback; the server goes on serving others."""
+    with socket.create_connection(host_port(plain_server.url)) as client:
+        client.sendall(b"NONSENSE\r\n\r\n")
+        client.settimeout(5)
+        client.recv(1000)  # the asyncio server closes the connection, the threaded one answers a 400 page
+    assert raw_request(plain_server.url, "/folder/sub/deeper/c.txt")[0] == 200
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
 
 
 def test_head_and_missing_files(plain_server: RangeHTTPServer):

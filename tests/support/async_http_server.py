@@ -122,8 +122,8 @@ class AsyncRangeHTTPServer:
         try:
             while await self._answer(reader, writer):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # the client went away, or sent no (or an oversized) request head
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            pass  # the client went away, or sent no request head, an oversized or a malformed one
         finally:
             writers.discard(writer)
             self._count_connection(-1)
