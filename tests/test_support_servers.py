@@ -6,8 +6,8 @@ Several tests also pin client behaviours the reader's retry design relies on (se
 from __future__ import annotations
 
 import errno
-import logging
 import http.client
+import logging
 import random
 import socket
 import struct
