@@ -27,6 +27,6 @@ def with_connection_pool(protocol: str, options: Dict[str, Any]) -> Dict[str, An
     if protocol in ("s3", "s3a"):
         return {
             **options,
-            "config_kwargs": {"max_pool_connections": MAX_CONNECTIONS, **options.get("config_kwargs", {})},
+            "config_kwargs": {"max_pool_connections": MAX_CONNECTIONS, **(options.get("config_kwargs") or {})},
         }
     return options

@@ -151,8 +151,7 @@ class EmbeddingReader:
         costliest = max((self._piece_cost(piece, out_dtype) for piece in first_pieces), default=1)
         parallel = self._parallel_pieces(parallel_pieces, costliest, max_ram_usage_in_bytes, out_dtype)
         pieces: Iterator[Piece] = chain(first_pieces, plan)
-        streamer = self._storage.streamer
-        if streamer is not None and streamer.part_bytes is not None:  # http: see README, Time to first batch
+        if self._storage.cuts_first_batch:
             first_piece_rows = -(-min(batch_size, end - start) // parallel)
             min_rows = FIRST_BATCH_MIN_PIECE // self.byte_per_item
             pieces = split_first_batch(pieces, self.headers, max(first_piece_rows, min_rows))

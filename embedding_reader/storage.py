@@ -11,7 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -126,6 +126,14 @@ class Storage:
         return REMOTE_PIECE_BYTES if streamer is None else streamer.piece_bytes
 
     @property
+    def cuts_first_batch(self) -> bool:
+        """Whether the first batch should be cut into a piece per thread: true where a range is fetched as
+        concurrent parts (http), so smaller pieces bring more connections; not locally or on S3 (measured: no gain,
+        and through moto slower). See README, Time to first batch."""
+        streamer = self.streamer
+        return streamer is not None and streamer.part_bytes is not None
+
+    @property
     def streams_into_arrays(self) -> bool:
         """Whether read_into fills the caller's array without a whole-range buffer on the side."""
         return self.is_local or self.streamer is not None
@@ -198,20 +206,24 @@ class Storage:
             return [self._read_checked(request, allow_short) for request in requests]
         if getattr(self.fs, "async_impl", False):
             where = f"{len(requests)} range reads ({redact(requests[0][0])}, ...)"
-            answers = self._run_async(_read_all(self._fetch, requests, HEADER_READ_CONCURRENCY), where, None)
+            answers = self._run_async(_read_all(self._range_fetcher(), requests, HEADER_READ_CONCURRENCY), where, None)
             return [self._accept(answer, request, allow_short) for answer, request in zip(answers, requests)]
         with ThreadPoolExecutor(min(HEADER_READ_THREADS, len(requests))) as pool:
             return list(pool.map(lambda request: self._read_checked(request, allow_short), requests))
 
-    async def _fetch(self, path: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of a remote file, or fewer if it ends first: streamed over http and s3 (a lighter
-        request than `cat_file`'s), else `_cat_file`."""
-        streamer = self.streamer
+    def _range_fetcher(self) -> Callable[[str, int, int], Awaitable[bytes]]:
+        """A coroutine function giving bytes [start, end) of a remote file, or fewer if it ends first: streamed
+        over http and s3 (a lighter request than `cat_file`'s), else `_cat_file`. Chosen once per batch of reads."""
+        fs, streamer = self.fs, self.streamer
         if streamer is None:
-            return await self.fs._cat_file(path, start=start, end=end)  # pylint: disable=protected-access
-        buffer = bytearray(end - start)
-        filled = await streamer.read_into(self.fs, path, start, memoryview(buffer))
-        return bytes(buffer[:filled])
+            return lambda path, start, end: fs._cat_file(path, start=start, end=end)  # pylint: disable=W0212
+
+        async def streamed(path: str, start: int, end: int) -> bytes:
+            buffer = bytearray(end - start)
+            filled = await streamer.read_into(fs, path, start, memoryview(buffer))
+            return bytes(buffer[:filled])
+
+        return streamed
 
     def _accept(self, answer: Any, request: Tuple[str, int, int], allow_short: bool) -> bytes:
         """A concurrent read's answer if it has the right length, else the same read again, alone and retried."""
@@ -336,7 +348,9 @@ class Storage:
         return call_with_retries(size, f"size of {redact(path)}", self.retry_policy)
 
 
-async def _read_all(fetch: Any, requests: Sequence[Tuple[str, int, int]], concurrency: int) -> List[Any]:
+async def _read_all(
+    fetch: Callable[[str, int, int], Awaitable[bytes]], requests: Sequence[Tuple[str, int, int]], concurrency: int
+) -> List[Any]:
     """`fetch(path, start, end)` of every request, `concurrency` at a time; answers or exceptions, in order.
 
     A fixed set of workers takes the next request as each answer arrives: O(1) per answer, where fsspec's
