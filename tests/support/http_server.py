@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 from .base import CHUNK_BYTES, FaultHandler, LoopbackServer
 from .faults import STATUS_OF_FAULT, FaultConfig, FaultKind, ResponsePlan
 
-__all__ = ["FaultConfig", "RangeHTTPServer", "UnsatisfiableRange", "listing_html", "parse_range", "resolve_under"]
+__all__ = ["FaultConfig", "RangeHTTPServer", "UnsatisfiableRange", "listing_html", "parse_range", "stat_under"]
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -43,12 +43,19 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(int(last), size - 1) if last else size - 1
 
 
-def resolve_under(root: Path, url_path: str) -> Path | None:
-    """Map a URL path to an existing path under the (resolved) root; None if it escapes the root or does not exist."""
-    candidate = (root / url_path.lstrip("/")).resolve()
-    if candidate != root and root not in candidate.parents:
+def stat_under(root: str, url_path: str) -> tuple[str, os.stat_result] | None:
+    """The path under ``root`` a URL path names and its stat; None if it escapes the root or does not exist.
+
+    The path is worked out from its text (no symlink resolution: these servers serve test folders) and costs one
+    stat, not the lstat per component of ``Path.resolve``, a third of a small request's CPU when it did.
+    """
+    candidate = os.path.normpath(os.path.join(root, url_path.lstrip("/")))
+    if candidate != root and not candidate.startswith(root.rstrip(os.sep) + os.sep):
         return None
-    return candidate if candidate.exists() else None
+    try:
+        return candidate, os.stat(candidate)
+    except OSError:
+        return None
 
 
 def _file_chunks(path: Path, first: int, length: int) -> Iterator[bytes]:
@@ -105,7 +112,8 @@ class _StaticFileHandler(FaultHandler):
 
     def _resolve(self, url_path: str) -> Path | None:
         """Map a URL path to a path under the root; None if it escapes the root or does not exist."""
-        return resolve_under(cast(RangeHTTPServer, self.owner).root, url_path)
+        found = stat_under(str(cast(RangeHTTPServer, self.owner).root), url_path)
+        return None if found is None else Path(found[0])
 
     def _serve_plain(self, url_path: str, status: int, body: bytes, headers: dict[str, str]) -> None:
         """Answer a small fault-exempt response (listing, 404, 416); only ``always_fail`` overrides it."""
