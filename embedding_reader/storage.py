@@ -1,8 +1,8 @@
 """Storage: every byte the library reads goes through here, as exact, length-checked, retried range reads.
 
-Remote filesystems are asked for exactly the bytes needed (`cat_file` / `cat_ranges`, or a streamed
-GET over http and s3): no read-ahead block, no HEAD per read. Local files are read straight into the
-caller's buffer with `readinto`.
+Remote filesystems are asked for exactly the bytes needed (`cat_file`, or a streamed GET over http and s3;
+headers over plain http through the lean client): no read-ahead block, no HEAD per read. Local files are read
+straight into the caller's buffer with `readinto`.
 """
 
 import asyncio
@@ -16,15 +16,19 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tup
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .connections import MAX_CONNECTIONS, with_connection_pool
+from .connections import with_connection_pool
 from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ReadFailedError, ShortReadError
+from .lean_http import LeanHTTPClient
 from .retry import RetryPolicy, call_with_retries
 from .streaming import Streamer, StreamInto, stream_reader
 
 LOCAL_PIECE_BYTES = 50 * 2**20  # one readinto or row-group read per 50 MB, small enough to spread over threads
 REMOTE_PIECE_BYTES = 16 * 2**20  # other remote filesystems (one joined cat_file per piece): latency amortised
 HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
-HEADER_READ_CONCURRENCY = MAX_CONNECTIONS  # for async filesystems (http, s3, gcs): requests in flight at once
+# Header reads in flight on async filesystems. Over plain http the lean client opens this many connections (10,000
+# files, 30 ms latency: 3.1 s with 128, 1.9-2.1 s with 256, no better with 512); aiohttp and botocore cap at their
+# pools of MAX_CONNECTIONS.
+HEADER_READ_CONCURRENCY = 256
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
 
 FileEntry = Tuple[str, Optional[int]]  # (path, size in bytes if the listing gave it)
@@ -206,14 +210,34 @@ class Storage:
             return [self._read_checked(request, allow_short) for request in requests]
         if getattr(self.fs, "async_impl", False):
             where = f"{len(requests)} range reads ({redact(requests[0][0])}, ...)"
-            answers = self._run_async(_read_all(self._range_fetcher(), requests, HEADER_READ_CONCURRENCY), where, None)
+            answers = self._run_async(self._fetch_all(requests), where, None)
             return [self._accept(answer, request, allow_short) for answer, request in zip(answers, requests)]
         with ThreadPoolExecutor(min(HEADER_READ_THREADS, len(requests))) as pool:
             return list(pool.map(lambda request: self._read_checked(request, allow_short), requests))
 
+    async def _fetch_all(self, requests: Sequence[Tuple[str, int, int]]) -> List[Any]:
+        """Every request's bytes (or the exception it met), HEADER_READ_CONCURRENCY at a time, on the fs's loop."""
+        fetch = self._range_fetcher()
+        if not self._plain_http:
+            return await _read_all(fetch, requests, HEADER_READ_CONCURRENCY)
+        async with LeanHTTPClient(encoded=getattr(self.fs, "encoded", False)) as lean:
+
+            async def lean_or_full(path: str, start: int, end: int) -> bytes:
+                try:
+                    return await lean.get_range(path, start, end)
+                except Exception:  # pylint: disable=broad-except  # the full client gives the usual answer or error
+                    return await fetch(path, start, end)
+
+            return await _read_all(lean_or_full, requests, HEADER_READ_CONCURRENCY)
+
+    @property
+    def _plain_http(self) -> bool:
+        """http:// with no storage options: small reads may go through the lean client (see lean_http.py)."""
+        return self.protocol == "http" and not self._options
+
     def _range_fetcher(self) -> Callable[[str, int, int], Awaitable[bytes]]:
         """A coroutine function giving bytes [start, end) of a remote file, or fewer if it ends first: streamed
-        over http and s3 (a lighter request than `cat_file`'s), else `_cat_file`. Chosen once per batch of reads."""
+        over http and s3 (a lighter request than `cat_file`'s), else `_cat_file`."""
         fs, streamer = self.fs, self.streamer
         if streamer is None:
             return lambda path, start, end: fs._cat_file(path, start=start, end=end)  # pylint: disable=W0212
