@@ -33,28 +33,33 @@ class _Answer(asyncio.Protocol):
         self.waiter: Optional[asyncio.Future[Tuple[int, Dict[str, str], bytes]]] = None
         self.head: Optional[Tuple[int, Dict[str, str], int]] = None  # status, headers, body start
         self.body_end = 0
+        self.keep_alive = True
+        self.timer: Optional[asyncio.TimerHandle] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc or ConnectionResetError("connection closed before the whole answer"))
+        self._fail(exc or ConnectionResetError("connection closed before the whole answer"))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         waiter = self.waiter
         if waiter is None or waiter.done():
-            return  # an answer nobody asked for: the next request finds the connection unusable
+            return  # bytes nobody asked for: the connection is not used again
         try:
             if self.head is None and not self._parse_head():
                 return
         except NotLean as exc:
-            waiter.set_exception(exc)
+            self._fail(exc)
             return
         if len(self.buffer) >= self.body_end:
             status, headers, body_start = self.head  # type: ignore[misc]
-            waiter.set_result((status, headers, bytes(self.buffer[body_start : self.body_end])))
+            body = bytes(self.buffer[body_start : self.body_end])
+            del self.buffer[: self.body_end]
+            self.head = None
+            self._settle()
+            waiter.set_result((status, headers, body))
 
     def _parse_head(self) -> bool:
         """Parse the answer's head once it has all arrived; whether it has."""
@@ -65,37 +70,48 @@ class _Answer(asyncio.Protocol):
             return False
         status_line, *lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
         version, _, rest = status_line.partition(" ")
-        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+        if version not in ("HTTP/1.1", "HTTP/1.0") or not rest[:3].isdigit():
             raise NotLean(f"not an HTTP/1.x status line: {status_line[:80]!r}")
         headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
         length = headers.get("content-length", "")
         if not length.isdigit() or "transfer-encoding" in headers:
             raise NotLean("answer not framed by Content-Length")
+        connection = headers.get("connection", "").lower()
+        self.keep_alive = connection == "keep-alive" or (version == "HTTP/1.1" and connection != "close")
         self.head = (int(rest[:3]), headers, end + 4)
         self.body_end = end + 4 + int(length)
         return True
 
     def send(self, request: bytes) -> "asyncio.Future[Tuple[int, Dict[str, str], bytes]]":
-        """Send one request; the future of its (status, headers, body)."""
-        if self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("connection closed")
-        self.buffer.clear()
-        self.head = None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
+        """Send one request; the future of its (status, headers, body), failed after TOTAL_TIMEOUT_S."""
+        if not self.reusable():
+            raise ConnectionResetError("connection closed, or holding bytes nobody asked for")
+        loop = asyncio.get_running_loop()
+        self.waiter = loop.create_future()
+        self.timer = loop.call_later(TOTAL_TIMEOUT_S, self._fail, TimeoutError(f"no answer in {TOTAL_TIMEOUT_S} s"))
+        self.transport.write(request)  # type: ignore[union-attr]
         return self.waiter
 
     def reusable(self) -> bool:
-        """Whether another request may go on this connection (open, idle, nothing left over)."""
-        return (
-            self.transport is not None
-            and not self.transport.is_closing()
-            and self.waiter is not None
-            and self.waiter.done()
-            and not self.waiter.cancelled()
-            and self.waiter.exception() is None
-            and len(self.buffer) == self.body_end
+        """Whether a request may go on this connection: open, idle, kept alive, nothing left over."""
+        idle = self.waiter is None or (
+            self.waiter.done() and not self.waiter.cancelled() and not self.waiter.exception()
         )
+        transport = self.transport
+        return transport is not None and not transport.is_closing() and idle and self.keep_alive and not self.buffer
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the request in flight with `exc` and drop the connection."""
+        self._settle()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+        self.keep_alive = False
+        self.close()
+
+    def _settle(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def close(self) -> None:
         if self.transport is not None:
@@ -131,7 +147,7 @@ class LeanHTTPClient:
         host = parsed.raw_host if parsed.port == 80 else f"{parsed.raw_host}:{parsed.port}"
         request = f"GET {parsed.raw_path_qs} HTTP/1.1\r\nHost: {host}\r\nRange: bytes={start}-{end - 1}\r\n\r\n"
         key = (parsed.raw_host, parsed.port)
-        status, headers, body = await asyncio.wait_for(self._exchange(key, request.encode("latin-1")), TOTAL_TIMEOUT_S)
+        status, headers, body = await self._exchange(key, request.encode("latin-1"))
         _check_ranged_answer(status, headers, body, start, end)
         return body
 
@@ -155,7 +171,7 @@ class LeanHTTPClient:
         except BaseException:
             connection.close()
             raise
-        if connection.reusable() and answer[1].get("connection", "").lower() != "close":
+        if connection.reusable():
             self._idle[key].append(connection)
         else:
             connection.close()
