@@ -5,15 +5,18 @@ batches stay within the budget; the batch the caller waits for is always allowed
 a budget smaller than one batch slows the read down but never deadlocks it. Peak memory is thus
 about the budget, plus the batch being assembled, plus the batch the caller holds.
 
-Lookahead rule: pieces of later batches are read ahead of the oldest one by at most the oldest
-batch's own bytes, or `parallel` pieces when that is more (small batches), so no worker idles: more
-pieces are submitted each time one of the oldest batch's pieces finishes. Before the first batch this
-bounds its latency: it shares the storage's bandwidth with at most as many bytes again, so it arrives
-within about twice the time its own pieces take. Afterwards it keeps few batches in flight whatever
-the budget, so that the batch pool can recycle the arrays the caller drops instead of faulting in
-fresh pages (a fresh page costs several times the copy into it): reading further ahead would not
-read any faster. Measured on loopback http with 25,000-row batches, a lookahead of `2 * parallel`
-pieces allocated 8 of 14 batches fresh, `parallel` pieces 5 of 14, and read 20 to 30% faster.
+Lookahead rule: nothing is read ahead of the first batch, which has every thread, core and connection
+to itself (measured by hand: local npy, 100,000-row batches, first batch 0.065-0.078 s against
+0.089-0.187 s when the next batch's pieces shared the two cores; loopback http, 25,000 rows, 0.33-0.38
+s against 0.39-0.56 s; throttled http, bound by its connections' rates, 0.60-0.66 s either way).
+Afterwards pieces of later batches are read ahead of the oldest one by at most the oldest batch's own
+bytes, or `parallel` pieces when that is more (small batches), so no worker idles: more pieces are
+submitted each time one of the oldest batch's pieces finishes. That keeps few batches in flight
+whatever the budget, so that the batch pool can recycle the arrays the caller drops instead of
+faulting in fresh pages (a fresh page costs several times the copy into it): reading further ahead
+would not read any faster. Measured on loopback http with 25,000-row batches, a lookahead of
+`2 * parallel` pieces allocated 8 of 14 batches fresh, `parallel` pieces 5 of 14, and read 20 to 30%
+faster.
 """
 
 import threading
@@ -95,14 +98,15 @@ class Pipeline:
             self._next = next(self._pieces, None)
 
     def _may_prefetch(self, cost: int) -> bool:
-        """Whether a piece of a later batch may start now: within the budget and the lookahead rule."""
-        if self._in_flight + cost > self._budget:
+        """Whether a piece of a later batch may start now: not before the first batch is handed over, then
+        within the budget and the lookahead rule."""
+        if not self._handed_over or self._in_flight + cost > self._budget:
             return False
         oldest_cost = self._pending[0].cost
         if self._in_flight - oldest_cost + cost <= oldest_cost:
             return True
         pieces_ahead = sum(len(batch.futures) for batch in islice(self._pending, 1, None))
-        return bool(self._handed_over) and pieces_ahead < self._parallel
+        return pieces_ahead < self._parallel
 
     def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
         """Read one piece in a worker thread; failures name the file and rows."""

@@ -7,7 +7,7 @@ import pytest
 
 from embedding_reader import EmbeddingReader
 from embedding_reader.batches import ArrayPool
-from tests.support.collections import write_npy_collection
+from tests.support.collections import record_pieces, write_npy_collection
 
 ROWS, BATCH = [900, 700, 400], 100  # 20 batches of 100 rows
 
@@ -90,3 +90,16 @@ def test_small_batches_read_ahead_at_most_parallel_pieces(collection):
         owners.add(owner(emb))
         del emb
     assert len(owners) <= parallel + 2
+
+
+@pytest.mark.parametrize("parallel", [1, 4, 16])
+def test_nothing_is_read_ahead_of_the_first_batch(collection, monkeypatch, parallel):
+    """Until the first batch is handed over, only its own pieces are read: it has every thread to itself."""
+    started = record_pieces(monkeypatch)
+    read = batches(collection, parallel_pieces=parallel, max_piece_size=10)
+    emb, _ = next(read)
+    np.testing.assert_array_equal(emb, expected(collection, 0))
+    assert sorted(started) == [(0, 10)] * 10
+    emb, _ = next(read)
+    np.testing.assert_array_equal(emb, expected(collection, 1))
+    assert {batch_id for batch_id, _ in started} >= {0, 1}
