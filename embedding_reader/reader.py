@@ -154,7 +154,7 @@ class EmbeddingReader:
         if self._storage.cuts_first_batch:
             first_piece_rows = -(-min(batch_size, end - start) // parallel)
             min_rows = FIRST_BATCH_MIN_PIECE // self.byte_per_item
-            pieces = split_first_batch(pieces, self.headers, max(first_piece_rows, min_rows))
+            pieces = split_first_batch(pieces, self.headers, min(piece_rows, max(first_piece_rows, min_rows)))
         assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
         pipeline = Pipeline(
             pieces,

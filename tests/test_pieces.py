@@ -113,6 +113,7 @@ def test_first_batch_split_finer(plan, first_rows):
     """split_first_batch cuts only the first batch's pieces, to at most `first_rows` rows (row-group files: at row
     group boundaries only), and the plan keeps every property; later batches are untouched."""
     headers, batch_size, start, end, max_piece_size = plan
+    first_rows = min(first_rows, max_piece_size)
     plain = build_pieces(headers, batch_size, start, end, max_piece_size)
     pieces = list(split_first_batch(plain, headers, first_rows))
     total = sum(h.count for h in headers)
@@ -124,6 +125,23 @@ def test_first_batch_split_finer(plan, first_rows):
             assert piece.rows <= first_rows, piece
         elif piece.rows > first_rows:
             assert not {b for b in unit_boundaries(h) if piece.piece_start < b < piece.piece_end}, piece
+    first_files = {p.file_index for p in pieces if p.batch_id == 0}
+    if first_files and not any(headers[k].units for k in first_files):  # npy: each file's share cut evenly
+        first_batch_rows = sum(p.rows for p in pieces if p.batch_id == 0)
+        assert sum(p.batch_id == 0 for p in pieces) <= -(-first_batch_rows // first_rows) + len(first_files) - 1
+
+
+def test_first_batch_recut_evenly_across_planned_pieces():
+    """One 100-row file planned in 30-row pieces, one 100-row batch cut for 4 threads: four 25-row pieces, not
+    25, 5, 25, 5, 25, 5, 10 (the planned pieces cut one by one)."""
+    headers = [header(0, 100)]
+    pieces = list(split_first_batch(build_pieces(headers, 100, max_piece_size=30), headers, 25))
+    assert [(p.piece_start, p.piece_end, p.batch_start, p.batch_end, p.last_piece) for p in pieces] == [
+        (0, 25, 0, 25, False),
+        (25, 50, 25, 50, False),
+        (50, 75, 50, 75, False),
+        (75, 100, 75, 100, True),
+    ]
 
 
 def test_first_batch_split_known():
