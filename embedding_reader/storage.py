@@ -17,7 +17,14 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from .connections import with_connection_pool
-from .errors import CorruptFileError, InvalidArgumentError, NoEmbeddingsFoundError, ReadFailedError, ShortReadError
+from .errors import (
+    CorruptFileError,
+    EmbeddingReaderError,
+    InvalidArgumentError,
+    NoEmbeddingsFoundError,
+    ReadFailedError,
+    ShortReadError,
+)
 from .lean_http import LeanHTTPClient
 from .retry import RetryPolicy, call_with_retries
 from .streaming import Streamer, StreamInto, stream_reader
@@ -250,8 +257,11 @@ class Storage:
         return streamed
 
     def _accept(self, answer: Any, request: Tuple[str, int, int], allow_short: bool) -> bytes:
-        """A concurrent read's answer if it has the right length, else the same read again, alone and retried."""
+        """A concurrent read's answer if it has the right length, else the same read again, alone and retried;
+        a permanent error of the library's own (a server ignoring Range) is raised at once."""
         _, start, end = request
+        if isinstance(answer, EmbeddingReaderError) and not isinstance(answer, ShortReadError):
+            raise answer
         if isinstance(answer, bytes):
             self.stats.add(len(answer))
             if len(answer) == end - start or (allow_short and len(answer) < end - start):

@@ -78,8 +78,11 @@ async def _http_into(fs: Any, url: str, start: int, out: memoryview) -> int:
         if response.status == 404:
             raise FileNotFoundError(url)
         response.raise_for_status()
-        if response.status != 206 and start != 0:
-            raise ReadFailedError(f"{url}: status {response.status} to a range request: the server ignores Range")
+        if response.status != 206 and (start != 0 or (response.content_length or 0) > len(out)):
+            raise ReadFailedError(
+                f"{url} bytes [{start}, {start + len(out)}): status {response.status} to a range request: "
+                "the server ignores Range"
+            )
         filled = 0
         async for chunk in response.content.iter_any():  # chunks as received: no joining
             filled = _append(out, filled, chunk, url)

@@ -148,6 +148,22 @@ def test_server_ignoring_ranges_is_refused(http_server_factory, file_format, tmp
     assert server.stats.requests < ALWAYS_FAIL_POLICY.max_attempts  # permanent: not retried
 
 
+@pytest.mark.parametrize("file_format", ["npy", "parquet_npy"])
+@pytest.mark.parametrize("options", [None, {"headers": {"X-Test": "1"}}], ids=["lean", "aiohttp"])
+def test_server_ignoring_ranges_is_refused_at_open(http_server_factory, file_format, options, tmp_path):
+    """npy header reads answered with the whole file (200): the open stops at once with the same clear error,
+    through the lean client or aiohttp alone, not after a round of retries. (These parquet files are smaller
+    than a footer read, so their whole file is the range asked: a 200 is then a right answer.)"""
+    collection = faults_collection(file_format, tmp_path / file_format)
+    server = http_server_factory(tmp_path)
+    server.ignore_ranges = True
+    remote = Remote(str(tmp_path), server.url, options)
+    with pytest.raises(ReadFailedError, match=r"bytes \[\d+, \d+\): status 200 to a range request: the server ignores"):
+        open_remote(collection, remote, retry_policy=ALWAYS_FAIL_POLICY)
+    header_reads = len(collection.paths) + len(collection.metadata_paths)
+    assert server.stats.get_requests <= 2 * header_reads + 2  # lean, then aiohttp, once each; and the listings
+
+
 # ---------------------------------------------------------------- failures that must be reported, fast
 
 
