@@ -252,6 +252,31 @@ def test_bytes_after_an_answer_retire_the_connection(scripted):
     assert server.connections == 2
 
 
+def test_ipv6_host_in_brackets():
+    """An IPv6 literal: connected to, and named in the Host header in brackets."""
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    port = listener.getsockname()[1]
+    heads: list[bytes] = []
+
+    def answer_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            heads.append(connection.recv(65536))
+            connection.sendall(ranged(b"v6"))
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    try:
+        assert get_ranges([(f"http://[::1]:{port}/f", 0, 2)]) == [b"v6"]
+    finally:
+        thread.join(10)
+        listener.close()
+    assert f"Host: [::1]:{port}\r\n".encode() in heads[0]
+
+
 def test_connection_closed_by_the_server_while_idle_is_replaced(scripted):
     """A keep-alive connection the server closed after its answer: the next request goes on a new one."""
     server = scripted(ranged(b"ab"), ScriptedServer.CLOSE, ranged(b"cd", start=2))
