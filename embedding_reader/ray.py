@@ -169,23 +169,12 @@ class EmbeddingDatasource(Datasource):
         return max(1, min(task_rows, target_block_bytes // row_bytes))
 
 
-def read_ray_dataset(
-    reader: EmbeddingReader,
-    start: int = 0,
-    end: Optional[int] = None,
-    *,
-    batch_size: Optional[int] = None,
-    output_dtype: Any = np.float32,
-    max_piece_size: Optional[int] = None,
-    parallel_pieces: Optional[int] = None,
-    override_num_blocks: Optional[int] = None,
-    **ray_args: Any,
+def read_datasource(
+    datasource: EmbeddingDatasource, override_num_blocks: Optional[int] = None, **ray_args: Any
 ) -> "ray.data.Dataset":
-    """A `ray.data.Dataset` of rows [start, end) of `reader`; `ray_args` go to `ray.data.read_datasource`."""
-    datasource = EmbeddingDatasource(reader, start, end, batch_size, output_dtype, max_piece_size, parallel_pieces)
+    """`ray.data.read_datasource` of the datasource, about `override_num_blocks` read tasks if given."""
     if override_num_blocks is not None:
-        check_int("override_num_blocks", override_num_blocks, 1)
-        ray_args["override_num_blocks"] = override_num_blocks
+        ray_args["override_num_blocks"] = check_int("override_num_blocks", override_num_blocks, 1)
     return ray.data.read_datasource(datasource, **ray_args)
 
 

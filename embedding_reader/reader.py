@@ -187,19 +187,10 @@ class EmbeddingReader:
         `ray.data.read_datasource` (`concurrency`, `num_cpus`, ...). Needs the `ray` extra;
         supported Ray versions: 2.40 to 2.60 (`embedding_reader.ray.SUPPORTED_RAY`).
         """
-        from .ray import read_ray_dataset
+        from .ray import EmbeddingDatasource, read_datasource
 
-        return read_ray_dataset(
-            self,
-            start,
-            end,
-            batch_size=batch_size,
-            output_dtype=output_dtype,
-            max_piece_size=max_piece_size,
-            parallel_pieces=parallel_pieces,
-            override_num_blocks=override_num_blocks,
-            **ray_args,
-        )
+        datasource = EmbeddingDatasource(self, start, end, batch_size, output_dtype, max_piece_size, parallel_pieces)
+        return read_datasource(datasource, override_num_blocks, **ray_args)
 
     def resolve_range(self, start: int, end: Optional[int]) -> Tuple[int, int]:
         """The global row range [start, min(end, count)) a read covers, after checking the arguments."""
