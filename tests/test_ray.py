@@ -194,6 +194,12 @@ def test_bad_arguments_raise_like_reader(collections: dict[str, Collection], kwa
     assert str(ray_error.value) == str(plain.value)
 
 
+@pytest.mark.parametrize("blocks", [0, -2, 2.5, True])
+def test_bad_block_count_is_refused_by_name(collections: dict[str, Collection], blocks: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="override_num_blocks must be an integer >= 1"):
+        open_reader(collections["npy"]).to_ray_dataset(override_num_blocks=blocks)
+
+
 def test_read_tasks_pickle_small(tmp_path: Path) -> None:
     reader = EmbeddingReader(str(write_npy_collection(tmp_path, [10] * 200, DIM).folder))
     tasks = datasource(reader).get_read_tasks(100)
