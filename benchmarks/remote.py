@@ -19,7 +19,6 @@ class Remote:
     """A running server over one dataset: the folder URL to read, its counters, and client settings."""
 
     folder_url: str
-    port: int
     server: Any  # exposes .stats (requests, bytes_sent), peak_connections and reset_stats()
     project_ctor_kwargs: dict[str, Any] = field(default_factory=dict)
     reference_env: dict[str, str] = field(default_factory=dict)
@@ -45,15 +44,15 @@ def http(
     The asyncio test server, not the threaded one: that spends about 1.2 ms of CPU per request and 2 s per GB on the
     cores the client runs on, which made it the bottleneck of every http case (see tests/support/async_http_server.py).
     `loops` event loops serve the port: two copy large bodies on both cores (bench http case: 0.67 against 0.62 GB/s);
-    one answers many small requests cheapest (10,000 header reads by hand: 3.7 to 4.0 s against 4.4 to 4.6 with two).
+    one answers many small requests cheapest (10,000 header reads by hand, measured with the first version of the
+    server and aiohttp header reads: 3.7 to 4.0 s against 4.4 to 4.6 with two).
     """
     _support()
     from tests.support.async_http_server import AsyncRangeHTTPServer
 
     with AsyncRangeHTTPServer(root, latency_s=latency_s, bytes_per_s_per_connection=rate, loops=loops) as server:
-        port = int(server.url.rsplit(":", 1)[1])
         urls = [f"{server.url}/{rel}" for rel in files]
-        yield Remote(folder_url=f"{server.url}/embeddings/", port=port, server=server, file_urls=urls)
+        yield Remote(folder_url=f"{server.url}/embeddings/", server=server, file_urls=urls)
 
 
 @contextlib.contextmanager
@@ -70,11 +69,9 @@ def s3(root: Path, files: list[str], prefix: str) -> Iterator[Remote]:
         moto.upload_folder(root / "embeddings", BUCKET, prefix)
         with FaultProxy(moto.endpoint_url) as proxy:
             options = moto.storage_options(proxy.url)
-            port = int(proxy.url.rsplit(":", 1)[1])
             urls = [f"s3://{BUCKET}/{prefix}/{rel.split('/', 1)[1]}" for rel in files]
             yield Remote(
                 folder_url=f"s3://{BUCKET}/{prefix}",
-                port=port,
                 server=proxy,
                 project_ctor_kwargs={"storage_options": options},
                 reference_env={"FSSPEC_S3": json.dumps(options)},

@@ -53,6 +53,11 @@ def http_status(exc: BaseException) -> Optional[int]:
     return None
 
 
+def is_own_permanent(exc: BaseException) -> bool:
+    """True for the library's own errors that no new attempt can change (all but ShortReadError): raised as is."""
+    return isinstance(exc, EmbeddingReaderError) and not isinstance(exc, ShortReadError)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures that may pass on a new attempt: 5xx, 429, resets, timeouts, short bodies."""
     if isinstance(exc, ShortReadError):
@@ -80,7 +85,7 @@ def call_with_retries(
         try:
             return action()
         except Exception as exc:  # pylint: disable=broad-except
-            if isinstance(exc, EmbeddingReaderError) and not isinstance(exc, ShortReadError):
+            if is_own_permanent(exc):
                 raise
             if not is_transient(exc):
                 raise ReadFailedError(f"{describe}: {_summary(exc)} (permanent error, not retried)") from exc

@@ -19,14 +19,13 @@ from fsspec.implementations.local import LocalFileSystem
 from .connections import with_connection_pool
 from .errors import (
     CorruptFileError,
-    EmbeddingReaderError,
     InvalidArgumentError,
     NoEmbeddingsFoundError,
     ReadFailedError,
     ShortReadError,
 )
 from .lean_http import LeanHTTPClient
-from .retry import RetryPolicy, call_with_retries
+from .retry import RetryPolicy, call_with_retries, is_own_permanent
 from .streaming import Streamer, StreamInto, stream_reader
 
 LOCAL_PIECE_BYTES = 50 * 2**20  # one readinto or row-group read per 50 MB, small enough to spread over threads
@@ -260,7 +259,7 @@ class Storage:
         """A concurrent read's answer if it has the right length, else the same read again, alone and retried;
         a permanent error of the library's own (a server ignoring Range) is raised at once."""
         _, start, end = request
-        if isinstance(answer, EmbeddingReaderError) and not isinstance(answer, ShortReadError):
+        if isinstance(answer, BaseException) and is_own_permanent(answer):
             raise answer
         if isinstance(answer, bytes):
             self.stats.add(len(answer))
