@@ -277,13 +277,23 @@ class TestFolders:
         check_result(read(open_reader(collection), 6), collection, 6)
 
     def test_list_of_folders(self, file_format, tmp_path):
-        """A list of folders is read folder after folder, in the order given (not sorted)."""
-        second = write_collection(file_format, tmp_path / "b_first", [3, 5], seed=1, first_row=0)
-        first = write_collection(file_format, tmp_path / "a_second", [4, 0, 2], seed=2, first_row=8)
-        collection = concat_collections([second, first])
-        reader = open_reader(collection)
-        assert reader.count == 14 and reader.nb_files == 4
-        check_result(read(reader, 5), collection, 5)
+        """A list of folders is read in the order of all their paths sorted together, as 1.8.1 does, whatever
+        order the folders are given in (autofaiss's ids are global row numbers)."""
+        later = write_collection(file_format, tmp_path / "b", [3, 5], seed=1, first_row=6)
+        sooner = write_collection(file_format, tmp_path / "a", [4, 0, 2], seed=2, first_row=0)
+        collection = concat_collections([sooner, later])
+        for folders in ([later.folder, sooner.folder], [sooner.folder, later.folder]):
+            reader = EmbeddingReader(folders, **default_kwargs(collection))
+            assert reader.count == 14 and reader.nb_files == 4
+            check_result(read(reader, 5), collection, 5)
+
+    def test_interleaved_folders_sorted_together(self, file_format, tmp_path):
+        """Paths of several folders interleave when sorted together: x/y/... sorts before x1/... ('/' < '1')."""
+        nested = write_collection(file_format, tmp_path / "x" / "y", [4], seed=4, first_row=0)
+        outer = write_collection(file_format, tmp_path / "x1", [2, 3], seed=3, first_row=4)
+        reader = EmbeddingReader([str(tmp_path / "x1"), str(tmp_path / "x")], **default_kwargs(nested))
+        assert [header.path for header in reader.headers] == nested.paths + outer.paths
+        check_result(read(reader, 4), concat_collections([nested, outer]), 4)
 
     @pytest.mark.parametrize("spelling", ["file_url", "trailing_slash", "pathlib"])
     def test_folder_spellings(self, file_format, tmp_path, spelling):

@@ -2,7 +2,7 @@
 
 import threading
 from abc import ABC, abstractmethod
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Set
 
 import numpy as np
 import pandas as pd
@@ -55,15 +55,16 @@ class Format(ABC):
         return decoded_rows(piece, metadata_groups) * header.meta_bytes_per_row
 
     def list_files(self, folders: Sequence[str], extension: str = "") -> List[FileEntry]:
-        """(path, size) of every file with the format's extension under the folders, in sorted order per folder."""
+        """(path, size) of every file with the format's extension under the folders, all paths sorted together
+        (as 1.8.1 orders them: a row's global index does not depend on the order the folders are given in)."""
         extension = extension or self.extension
-        files: List[FileEntry] = []
+        files: Set[FileEntry] = set()
         for folder in folders:
             found = self.storage.find(folder, extension)
             if not found:
                 raise NoEmbeddingsFoundError(f"no {extension} file found in {redact(folder)}")
-            files.extend(found)
-        return files
+            files.update(found)
+        return sorted(files)
 
 
 def check_consistent(headers: Sequence[FileHeader]) -> List[FileHeader]:
