@@ -20,7 +20,6 @@ from .connections import with_connection_pool
 from .errors import (
     CorruptFileError,
     InvalidArgumentError,
-    NoEmbeddingsFoundError,
     ReadFailedError,
     ShortReadError,
 )
@@ -159,38 +158,12 @@ class Storage:
     def find(self, folder: str, extension: str) -> List[FileEntry]:
         """Files under `folder` (recursively) ending with `extension`, sorted, with their sizes when known.
 
-        `folder` is in the filesystem's own form (what `strip` returns: `bucket/key` for s3), so it is
-        not stripped again. Walks one directory listing at a time, each retried: fsspec's own `find`
-        silently skips a sub-folder whose listing fails, which would silently drop files from the collection.
+        `folder` is in the filesystem's own form (what `strip` returns: `bucket/key` for s3). What is listed and
+        what is skipped: see listing.py.
         """
-        root = folder.rstrip("/") or folder
-        files: List[FileEntry] = []
-        pending = [root]
-        while pending:
-            directory = pending.pop()
-            for entry in self._list_directory(directory, is_root=directory == root):
-                name = entry["name"].rstrip("/")
-                if entry.get("type") == "directory":
-                    if name != directory.rstrip("/"):
-                        pending.append(name)
-                elif name.endswith(extension):
-                    files.append((name, entry.get("size")))
-        return sorted(set(files))
+        from .listing import find_files  # listing.py uses this module
 
-    def _list_directory(self, directory: str, is_root: bool) -> List[Dict[str, Any]]:
-        """One retried directory listing; a missing root folder is a clear error, not an empty collection."""
-
-        def listing() -> List[Dict[str, Any]]:
-            try:
-                return self.fs.ls(directory, detail=True, refresh=True)
-            except FileNotFoundError as exc:
-                if is_root:
-                    raise NoEmbeddingsFoundError(f"folder not found: {redact(directory)}") from exc
-                raise ShortReadError(f"listing {redact(directory)} failed: {exc}") from exc  # listed a moment ago
-
-        if is_root and self.is_local and not self.fs.isdir(directory):
-            raise NoEmbeddingsFoundError(f"folder not found: {redact(directory)}")
-        return call_with_retries(listing, f"listing {redact(directory)}", self.retry_policy)
+        return find_files(self, folder, extension)
 
     def read_range(self, path: str, start: int, end: int, cancel: Optional[threading.Event] = None) -> bytes:
         """Exactly bytes [start, end) of a file, retried on transient errors; a short answer is never used."""

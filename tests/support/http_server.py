@@ -5,13 +5,14 @@ from __future__ import annotations
 import html
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
 from .base import CHUNK_BYTES, FaultHandler, LoopbackServer
-from .faults import STATUS_OF_FAULT, FaultConfig, FaultKind, ResponsePlan
+from .faults import BODY_FAULTS, STATUS_OF_FAULT, FaultConfig, FaultKind, ResponsePlan
 
 __all__ = ["FaultConfig", "RangeHTTPServer", "UnsatisfiableRange", "listing_html", "parse_range", "stat_under"]
 
@@ -126,7 +127,14 @@ class _StaticFileHandler(FaultHandler):
             self.write_body([body], len(body))
 
     def _serve_listing(self, url_path: str, folder: Path) -> None:
-        """Answer an HTML listing of the folder."""
+        """Answer an HTML listing of the folder, cut short if the server still has listings to cut."""
+        owner = cast(RangeHTTPServer, self.owner)
+        if self.command == "GET" and owner.take_listing_cut():
+            body = listing_html(url_path, folder)
+            self.owner.stats.count_fault(owner.cut_listing_fault)
+            self.write_head(200, {"Content-Type": "text/html; charset=utf-8"}, len(body))
+            self.write_body([body], len(body), owner.cut_listing_fault)
+            return
         self._serve_plain(url_path, 200, listing_html(url_path, folder), {"Content-Type": "text/html; charset=utf-8"})
 
     def _serve_file(self, url_path: str, path: Path) -> None:
@@ -166,7 +174,9 @@ class RangeHTTPServer(LoopbackServer):
     """Static file server over ``root`` on http://127.0.0.1:<free port>, for fsspec/aiohttp clients.
 
     ``latency_s`` is slept before answering each request; ``bytes_per_s_per_connection`` caps each response body's
-    rate; ``faults`` injects errors. Use as a context manager or with ``start()``/``stop()``; read ``url``/``stats``.
+    rate; ``faults`` injects errors (listings are spared); the first ``cut_listings`` folder listings are cut by
+    ``cut_listing_fault`` (TRUNCATE or RESET: full Content-Length, half the page). Use as a context manager or with
+    ``start()``/``stop()``; read ``url``/``stats``.
     """
 
     handler_class = _StaticFileHandler
@@ -178,9 +188,24 @@ class RangeHTTPServer(LoopbackServer):
         latency_s: float = 0.0,
         bytes_per_s_per_connection: float | None = None,
         ignore_ranges: bool = False,
+        cut_listings: int = 0,
+        cut_listing_fault: FaultKind = FaultKind.TRUNCATE,
     ) -> None:
         """Serve the files under ``root``; with ``ignore_ranges``, every GET gets the whole file (200), as
         some servers do."""
         super().__init__(faults, latency_s, bytes_per_s_per_connection)
         self.root = Path(root).resolve()
         self.ignore_ranges = ignore_ranges
+        if cut_listing_fault not in BODY_FAULTS:
+            raise ValueError(f"cut_listing_fault must be TRUNCATE or RESET, got {cut_listing_fault}")
+        self.cut_listing_fault = cut_listing_fault
+        self._cuts_left = cut_listings
+        self._cuts_lock = threading.Lock()
+
+    def take_listing_cut(self) -> bool:
+        """Whether the next listing is to be cut (each of the first ``cut_listings`` is)."""
+        with self._cuts_lock:
+            if self._cuts_left <= 0:
+                return False
+            self._cuts_left -= 1
+            return True

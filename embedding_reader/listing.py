@@ -1,0 +1,122 @@
+"""Listings the library can trust: every file of a collection found once, and nothing that is not one.
+
+A folder is walked one directory listing at a time, each retried: fsspec's own `find` silently skips a sub-folder
+whose listing fails. A listing whose body ends early over http fails in aiohttp (ClientPayloadError), so it is
+retried too, never parsed as a shorter page. Below the root, names starting with `.` or `_` are skipped, as
+pyarrow.dataset skips them (`.ipynb_checkpoints/`, Spark's `_temporary/` and `_SUCCESS`, macOS `._x.npy`), and so
+is anything that is neither a folder nor a regular file (a named pipe would block its open forever), without
+opening it. Symlinks are followed; each real folder is listed once, so a link loop ends.
+"""
+
+import logging
+import os
+import stat
+from typing import Any, Dict, List, Set
+from urllib.parse import unquote
+
+from .errors import NoEmbeddingsFoundError, ShortReadError
+from .retry import call_with_retries
+from .storage import FileEntry, Storage, redact
+
+logger = logging.getLogger("embedding_reader")
+
+SKIPPED_PREFIXES = (".", "_")  # what pyarrow.dataset ignores by default
+DIRECTORY, FILE = "directory", "file"
+
+Entry = Dict[str, Any]
+
+
+def find_files(storage: Storage, folder: str, extension: str) -> List[FileEntry]:
+    """Files under `folder` (recursively) ending with `extension`, sorted, with their sizes when known."""
+    return _Walk(storage, folder.rstrip("/") or folder, extension).run()
+
+
+class _Walk:
+    """One walk of a folder tree: the directories still to list, the real folders already listed, the files."""
+
+    def __init__(self, storage: Storage, root: str, extension: str):
+        self.storage, self.root, self.extension = storage, root, extension
+        self.files: List[FileEntry] = []
+        self.pending = [root]
+        self.listed: Set[str] = set()
+
+    def run(self) -> List[FileEntry]:
+        """Walk every folder under the root, each real folder once (first under its first path in sorted order)."""
+        if self.storage.is_local and not self.storage.fs.isdir(self.root):
+            raise NoEmbeddingsFoundError(f"folder not found: {redact(self.root)}")
+        while self.pending:
+            directory = self.pending.pop()
+            if self._first_visit(directory):
+                mark = len(self.pending)
+                for entry in sorted(list_directory(self.storage, directory, directory == self.root), key=_name):
+                    self._visit(directory, entry)
+                self.pending[mark:] = reversed(self.pending[mark:])  # sub-folders listed in sorted order
+        return sorted(set(self.files))
+
+    def _first_visit(self, directory: str) -> bool:
+        """True the first time a real folder comes up (a symlink loop, or two links to one folder, come back)."""
+        real = os.path.realpath(directory) if self.storage.is_local else directory.rstrip("/")
+        if real in self.listed:
+            logger.debug("skipped %s: folder already listed as %s", redact(directory), redact(real))
+            return False
+        self.listed.add(real)
+        return True
+
+    def _visit(self, directory: str, entry: Entry) -> None:
+        """Queue a sub-folder, keep a file of the extension, skip the rest."""
+        name = _name(entry)
+        if name == directory.rstrip("/"):  # an http page linking to itself
+            return
+        base = unquote(name.rsplit("/", 1)[-1])
+        if base.startswith(SKIPPED_PREFIXES):
+            logger.debug("skipped %s: names starting with '.' or '_' are not part of a collection", redact(name))
+            return
+        kind = self._kind(entry)
+        if kind == DIRECTORY:
+            self.pending.append(name)
+        elif kind == FILE:
+            if base.endswith(self.extension):
+                self.files.append((name, entry.get("size")))
+        elif base.endswith(self.extension):
+            logger.warning("skipped %s: not a regular file (%s)", redact(name), kind)
+        else:
+            logger.debug("skipped %s: not a regular file (%s)", redact(name), kind)
+
+    def _kind(self, entry: Entry) -> str:
+        """'directory', 'file', or what else the entry is; a local symlink (fsspec: 'other') by its target."""
+        kind = str(entry.get("type"))
+        if not self.storage.is_local or kind in (DIRECTORY, FILE):
+            return kind
+        return _local_kind(_name(entry))
+
+
+def list_directory(storage: Storage, directory: str, is_root: bool) -> List[Entry]:
+    """One retried directory listing; a missing root folder is a clear error, not an empty collection."""
+
+    def listing() -> List[Entry]:
+        try:
+            return storage.fs.ls(directory, detail=True, refresh=True)
+        except FileNotFoundError as exc:
+            if is_root:
+                raise NoEmbeddingsFoundError(f"folder not found: {redact(directory)}") from exc
+            raise ShortReadError(f"listing {redact(directory)} failed: {exc}") from exc  # listed a moment ago
+
+    return call_with_retries(listing, f"listing {redact(directory)}", storage.retry_policy)
+
+
+def _local_kind(path: str) -> str:
+    """What a local path is once symlinks are followed: 'directory', 'file', or another kind (never opened)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "broken symlink"
+    if stat.S_ISDIR(mode):
+        return DIRECTORY
+    if stat.S_ISREG(mode):
+        return FILE
+    return "named pipe" if stat.S_ISFIFO(mode) else "special file"
+
+
+def _name(entry: Entry) -> str:
+    """The entry's path, without the trailing slash http listings give folders."""
+    return str(entry["name"]).rstrip("/")
