@@ -29,6 +29,7 @@ from .formats.npy import NpyFormat
 from .formats.parquet import ParquetFormat
 from .formats.parquet_npy import ParquetNpyFormat
 from .header import FileHeader
+from .progress import is_terminal
 from .reader import DEFAULT_RAM_BUDGET, EmbeddingReader
 from .retry import RetryPolicy
 from .storage import HEADER_READ_THREADS, FileEntry, Storage, redact
@@ -429,7 +430,7 @@ class DeepScan:
         """Scan every row; returns self."""
         while self.position < self.reader.count:
             try:
-                self._read(self.reader.count, show_progress=True)
+                self._read(self.reader.count, show_progress=is_terminal(sys.stderr))
             except EmbeddingReaderError:
                 self._isolate()
         return self
@@ -500,7 +501,7 @@ def run_bench(args: argparse.Namespace) -> int:
         report.update(sweep(reader, read_args))
     else:
         report["rss_before"] = peak_rss()
-        report["read"] = measure(reader, read_args, show_progress=True)
+        report["read"] = measure(reader, read_args, show_progress=is_terminal(sys.stderr))
     report.update(peak_rss=peak_rss(), settings=settings_report(read_args))
     print(to_json(report) if args.json else render_bench(report))
     return EXIT_OK

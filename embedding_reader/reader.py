@@ -1,24 +1,26 @@
 """EmbeddingReader: the facade that picks a format, reads the headers once, and plans and runs reads."""
 
+import logging
 import os
-import sys
 import threading
 from itertools import chain, islice
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .batches import BatchAssembler
 from .errors import InvalidArgumentError, check_int
 from .formats import Format, format_class
 from .header import FileHeader
+from .legacy import FormatReaderView
 from .pieces import Piece, iter_pieces, split_first_batch
 from .pipeline import Pipeline
+from .progress import ReadProgress
 from .retry import RetryPolicy
 from .storage import Storage, redact
 
+logger = logging.getLogger("embedding_reader")
 DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
@@ -40,21 +42,17 @@ class EmbeddingReader:
         embeddings_folder: Union[str, Sequence[str]],
         file_format: str = "npy",
         embedding_column: str = "embedding",
-        meta_columns: Optional[Sequence[str]] = None,
+        meta_columns: Union[str, Sequence[str], None] = None,
         metadata_folder: Optional[str] = None,
         storage_options: Optional[Dict[str, Any]] = None,
         retry_policy: Optional[RetryPolicy] = None,
     ):
         folders = _as_folder_list(embeddings_folder)
         format_class(file_format)  # an unknown format fails here, before any listing
-        if meta_columns and file_format == "npy":
-            raise InvalidArgumentError(
-                "meta_columns needs file_format 'parquet' or 'parquet_npy'; npy holds no metadata"
-            )
         self.embeddings_folder = embeddings_folder
         self.file_format = file_format
         self.embedding_column = embedding_column
-        self.meta_columns = list(meta_columns or [])
+        self.meta_columns = _meta_column_list(meta_columns, file_format)
         self.metadata_folder = metadata_folder
         self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy())
         self._format: Format = self._make_format()
@@ -71,6 +69,15 @@ class EmbeddingReader:
         return self._storage
 
     @property
+    def reader(self) -> FormatReaderView:
+        """1.8.1's format reader, for scripts written against it: `reader.reader.headers` is its headers DataFrame
+        (filename, count, count_before, and for npy dimension, dtype, header_offset, byte_per_item)."""
+        view = self.__dict__.get("_legacy_view")
+        if view is None:
+            view = self.__dict__["_legacy_view"] = FormatReaderView(self)
+        return view
+
+    @property
     def count(self) -> int:
         """Number of embeddings in the collection."""
         return sum(header.count for header in self.headers)
@@ -82,8 +89,9 @@ class EmbeddingReader:
 
     @property
     def dtype(self) -> np.dtype:
-        """The stored element type (float16, float32, int8, ...)."""
-        return self.headers[0].numpy_dtype
+        """The stored element type (float16, float32, int8, ...); the widest one when float widths mix."""
+        dtypes = {header.numpy_dtype for header in self.headers}
+        return dtypes.pop() if len(dtypes) == 1 else np.result_type(*dtypes)
 
     @property
     def byte_per_item(self) -> int:
@@ -114,6 +122,7 @@ class EmbeddingReader:
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
         del state["_format"]
+        state.pop("_legacy_view", None)
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -164,7 +173,6 @@ class EmbeddingReader:
             parallel,
             max_ram_usage_in_bytes,
         )
-        show_progress = show_progress and _is_terminal(sys.stderr)
         return self._with_progress(pipeline, end - start, show_progress)
 
     def to_ray_dataset(
@@ -231,30 +239,19 @@ class EmbeddingReader:
         return self._format.read_piece(piece, self.headers[piece.file_index], out, cancel)
 
     def _with_progress(self, batches: Pipeline, total_rows: int, show_progress: bool) -> Iterator[Batch]:
-        """The batches, advancing a tqdm bar (rows, and MB/s of stored bytes) on stderr when it is a terminal.
-
-        No bar object at all otherwise: tqdm creates a multiprocessing lock on first use (10 ms in a
-        fresh process, before the first batch)."""
+        """The batches, counted on a progress bar (see progress.py) when `show_progress` is set."""
         iterator = cast(Generator[Batch, None, None], iter(batches))
-        bar = tqdm(total=total_rows, unit=" rows", unit_scale=True, file=sys.stderr) if show_progress else None
+        progress = ReadProgress(total_rows, self.byte_per_item, show_progress)
         try:
             for batch in iterator:
-                if bar is not None:
-                    self._advance(bar, len(batch[0]))
+                rows = len(batch[0])
                 yield batch
                 del batch  # so that the batch pool can reuse its array once the caller drops it too
+                progress.advance(rows)  # after the yield: the bar is never made before the first batch is out
         finally:
-            if bar is not None:
-                bar.close()
+            progress.close()
             iterator.close()  # stop the workers now, not whenever the generator is collected
             self._format.read_finished()
-
-    def _advance(self, bar: tqdm, rows: int) -> None:
-        """Count rows on the bar, with the read rate in MB/s of stored bytes."""
-        bar.update(rows)
-        elapsed = bar.format_dict.get("elapsed")
-        if elapsed:
-            bar.set_postfix_str(f"{bar.n * self.byte_per_item / elapsed / 1e6:.0f} MB/s", refresh=False)
 
 
 def usable_cores() -> int:
@@ -275,9 +272,12 @@ def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:
     return [os.fspath(folder) for folder in folders]
 
 
-def _is_terminal(stream: Any) -> bool:
-    """Whether a stream is an open terminal (stderr may be None, closed or a plain file)."""
-    try:
-        return bool(stream is not None and stream.isatty())
-    except (ValueError, AttributeError):  # closed, or not a real stream
-        return False
+def _meta_column_list(meta_columns: Union[str, Sequence[str], None], file_format: str) -> List[str]:
+    """The meta columns as a list: one name is one column; npy files hold none, so npy ignores them (as 1.8.1)."""
+    columns = [meta_columns] if isinstance(meta_columns, str) else list(meta_columns or [])
+    if not all(isinstance(column, str) and column for column in columns):
+        raise InvalidArgumentError(f"meta_columns must be column names, got {meta_columns!r}")
+    if columns and file_format == "npy":
+        logger.warning("meta_columns %s ignored: npy files hold no metadata (meta has only 'i')", columns)
+        return []
+    return columns

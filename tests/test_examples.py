@@ -55,6 +55,16 @@ def test_notebook_runs() -> None:
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     outputs = [output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert any("bytes pickled" in text for text in outputs)
+    read_cell = next(cell for cell in notebook.cells if "reader(batch_size=4000" in "".join(cell.source))
+    assert any(shows_a_finished_bar(output, 11000) for output in read_cell.outputs), read_cell.outputs
+
+
+def shows_a_finished_bar(output, rows: int) -> bool:
+    """Whether a cell output is tqdm's bar for `rows` rows, finished: a notebook widget, or text on stderr."""
+    if output.get("output_type") == "display_data":
+        return "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+    text = output.get("text", "")
+    return output.get("name") == "stderr" and "100%" in text and f"{rows / 1000:.1f}k/{rows / 1000:.1f}k" in text
 
 
 def test_spark_by_ranges_example_reads_every_range_once() -> None:

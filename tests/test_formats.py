@@ -483,26 +483,6 @@ def test_parquet_npy_file_names_differ(tmp_path):
     check_result(read(open_reader(collection), 4), collection, 4)
 
 
-@pytest.mark.parametrize("terminal", [False, True])
-def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys, terminal):
-    """show_progress=True (the default) draws rows and MB/s on stderr when it is a terminal, and builds no
-    bar at all otherwise; the rows are the same either way."""
-    collection = write_collection("npy", tmp_path, [12, 7])
-    bars = []
-    real_tqdm = reader_module.tqdm
-    monkeypatch.setattr(reader_module, "_is_terminal", lambda stream: terminal)
-    monkeypatch.setattr(
-        reader_module, "tqdm", lambda **kwargs: bars.append(real_tqdm(mininterval=0, **kwargs)) or bars[-1]
-    )
-    result = read_all(open_reader(collection)(batch_size=6))
-    check_result(result, collection, 6)
-    err = capsys.readouterr().err
-    if terminal:
-        assert len(bars) == 1 and bars[0].n == 19 and "19.0/19.0" in err and "MB/s" in err
-    else:
-        assert bars == [] and err == ""
-
-
 @pytest.mark.parametrize(("output_dtype", "cores", "threads"), [(None, 2, 4), ("float32", 2, 2), ("float32", 1, 1)])
 def test_default_threads_one_per_core_when_casting(tmp_path, monkeypatch, output_dtype, cores, threads):
     """Local reads use 4 threads, but a read that casts (CPU-bound) uses one per core; the rows stay exact."""

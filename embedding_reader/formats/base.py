@@ -68,7 +68,8 @@ class Format(ABC):
 
 
 def check_consistent(headers: Sequence[FileHeader]) -> List[FileHeader]:
-    """Drop empty files and make sure every other file has the same dimension and dtype."""
+    """Drop empty files and make sure every other file has the same dimension and dtype (float widths may mix:
+    each file is cast into the output dtype, as 1.8.1 reads them)."""
     non_empty = [header for header in headers if header.count > 0]
     if not non_empty:
         raise NoEmbeddingsFoundError(f"all {len(headers)} files are empty (0 rows), e.g. {redact(headers[0].path)}")
@@ -79,12 +80,16 @@ def check_consistent(headers: Sequence[FileHeader]) -> List[FileHeader]:
                 f"dimension {header.dimension} in {redact(header.path)} differs from "
                 f"{reference.dimension} in {redact(reference.path)}"
             )
-        if header.dtype != reference.dtype:
+        if header.dtype != reference.dtype and not _both_floats(header, reference):
             raise InconsistentCollectionError(
                 f"dtype {np.dtype(header.dtype)} in {redact(header.path)} differs from "
                 f"{np.dtype(reference.dtype)} in {redact(reference.path)}"
             )
     return non_empty
+
+
+def _both_floats(header: FileHeader, other: FileHeader) -> bool:
+    return header.numpy_dtype.kind == other.numpy_dtype.kind == "f"
 
 
 def decoded_rows(piece: Piece, row_groups: Sequence[int]) -> int:

@@ -52,7 +52,7 @@ def parse_npy_header(path: str, header: bytes, file_size: Optional[int]) -> File
         raise UnsupportedFileError(f"{redact(path)}: array of shape {shape} is not 2-D (rows, dimension)")
     count, dimension = shape
     expected_size = len(header) + count * dimension * dtype.itemsize
-    if file_size is not None and file_size != expected_size:
+    if file_size is not None and file_size < expected_size:  # bytes after the array are ignored, as np.load does
         raise CorruptFileError(
             f"{redact(path)}: file has {file_size} bytes but its header {shape} {dtype} needs {expected_size}"
         )

@@ -42,9 +42,27 @@ def parse_footer(path: str, tail: bytes, file_size: int) -> Tuple[int, Optional[
 
 
 def leaf_columns(metadata: pq.FileMetaData, columns: Iterable[str]) -> List[int]:
-    """Indices of the parquet leaf columns that make up the given top-level columns."""
-    wanted, schema = set(columns), metadata.schema
-    return [j for j in range(len(schema)) if schema.column(j).path.split(".")[0] in wanted]
+    """Indices of the parquet leaf columns that make up the given top-level columns, matched by their whole
+    name (a column may be called "clip.embedding", and "embedding.norm" is not part of "embedding")."""
+    wanted, first = set(columns), 0
+    leaves: List[int] = []
+    for field in metadata.schema.to_arrow_schema():
+        count = _leaf_count(field.type)
+        if field.name in wanted:
+            leaves.extend(range(first, first + count))
+        first += count
+    return leaves
+
+
+def _leaf_count(data_type: pa.DataType) -> int:
+    """How many parquet leaf columns an arrow type is stored as (one per primitive inside nested types)."""
+    if pa.types.is_map(data_type):
+        return _leaf_count(data_type.key_type) + _leaf_count(data_type.item_type)
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
+        return _leaf_count(data_type.value_type)
+    if pa.types.is_struct(data_type):
+        return sum(_leaf_count(data_type.field(k).type) for k in range(data_type.num_fields))
+    return 1
 
 
 def check_columns(path: str, metadata: pq.FileMetaData, columns: Iterable[str]) -> None:
