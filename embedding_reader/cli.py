@@ -27,7 +27,7 @@ from .formats import FORMATS, Format, format_class
 from .formats.base import check_consistent
 from .formats.npy import NpyFormat
 from .formats.parquet import ParquetFormat
-from .formats.parquet_npy import ParquetNpyFormat
+from .formats.parquet_npy import ParquetNpyFormat, pair_files
 from .header import FileHeader
 from .progress import is_terminal
 from .reader import DEFAULT_RAM_BUDGET, EmbeddingReader
@@ -329,10 +329,11 @@ def diagnose(args: argparse.Namespace) -> Tuple[List[str], int]:
     metadata_folder = storage.strip(args.metadata_folder) if args.metadata_folder else None
     file_format = format_class(args.format)(storage, args.embedding_column, args.meta_columns, metadata_folder)
     problems: List[str] = []
-    files = list_files(file_format, [storage.strip(path) for path in args.paths], file_format.extension, problems)
+    folders = [storage.strip(path) for path in args.paths]
+    files = list_files(file_format, folders, file_format.extension, problems)
     if isinstance(file_format, ParquetNpyFormat):
         metadata_files = list_files(file_format, [str(file_format.metadata_folder)], ".parquet", problems)
-        outcomes = pair_outcomes(file_format, files, metadata_files)
+        outcomes = pair_outcomes(file_format, files, metadata_files, folders)
     elif isinstance(file_format, ParquetFormat):
         outcomes = each_file(lambda file: parquet_header(file_format, file), files)
     else:
@@ -344,7 +345,8 @@ def diagnose(args: argparse.Namespace) -> Tuple[List[str], int]:
 
 
 def list_files(file_format: Format, folders: Sequence[str], extension: str, problems: List[str]) -> List[FileEntry]:
-    """The (path, size) of the files of every folder; a missing or empty folder adds a problem."""
+    """The (path, size) of the files of every folder, sorted together as the reader sorts them; a missing or empty
+    folder adds a problem."""
     files: List[FileEntry] = []
     for folder in folders:
         found = attempt(file_format.list_files, [folder], extension)
@@ -352,7 +354,7 @@ def list_files(file_format: Format, folders: Sequence[str], extension: str, prob
             problems.append(found)
         else:
             files.extend(found)
-    return files
+    return sorted(set(files))
 
 
 def npy_header(file_format: NpyFormat, file: FileEntry) -> FileHeader:
@@ -367,18 +369,24 @@ def parquet_header(file_format: ParquetFormat, file: FileEntry) -> FileHeader:
 
 
 def pair_outcomes(
-    file_format: ParquetNpyFormat, files: Sequence[FileEntry], metadata_files: Sequence[FileEntry]
+    file_format: ParquetNpyFormat,
+    files: Sequence[FileEntry],
+    metadata_files: Sequence[FileEntry],
+    folders: Sequence[str],
 ) -> List[Union[FileHeader, str]]:
-    """Each npy file and each parquet file checked alone, then paired in order when their numbers match."""
+    """Each npy file and each parquet file checked alone, then paired as the reader pairs them (pair_files)."""
+    pairs = attempt(pair_files, files, folders, metadata_files, str(file_format.metadata_folder))
     headers = each_file(lambda file: npy_header(file_format, file), files)
     footers = each_file(lambda file: file_format.parquet.read_footers([file])[0], metadata_files)
     footer_problems = [footer for footer in footers if isinstance(footer, str)]
-    if len(files) != len(metadata_files):  # the reader's own message says so; pairs would be meaningless
-        return [*headers, *footer_problems]
+    if isinstance(pairs, str):  # the npy headers are still compared; row counts of files that are not pairs are not
+        return [pairs, *headers, *footer_problems]
+    header_of = dict(zip(files, headers))
+    footer_of = dict(zip(metadata_files, footers))
     paired = [
-        attempt(file_format.pair, header, *footer)
-        for header, footer in zip(headers, footers)
-        if isinstance(header, FileHeader) and not isinstance(footer, str)
+        attempt(file_format.pair, header_of[npy], *footer_of[parquet])
+        for npy, parquet in pairs
+        if isinstance(header_of[npy], FileHeader) and not isinstance(footer_of[parquet], str)
     ]
     return [*[header for header in headers if isinstance(header, str)], *footer_problems, *paired]
 
