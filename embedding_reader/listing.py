@@ -39,6 +39,7 @@ class _Walk:
         self.files: List[FileEntry] = []
         self.pending = [root]
         self.listed: Set[str] = set()
+        self.hidden = 0  # files of the extension skipped for their names
 
     def run(self) -> List[FileEntry]:
         """Walk every folder under the root, each real folder once (first under its first path in sorted order)."""
@@ -51,6 +52,13 @@ class _Walk:
                 for entry in sorted(list_directory(self.storage, directory, directory == self.root), key=_name):
                     self._visit(directory, entry)
                 self.pending[mark:] = reversed(self.pending[mark:])  # sub-folders listed in sorted order
+        if self.hidden:
+            logger.warning(
+                "%s: skipped %d %s files whose names start with '.' or '_'",
+                redact(self.root),
+                self.hidden,
+                self.extension,
+            )
         return sorted(set(self.files))
 
     def _first_visit(self, directory: str) -> bool:
@@ -69,6 +77,8 @@ class _Walk:
             return
         base = unquote(name.rsplit("/", 1)[-1])
         if base.startswith(SKIPPED_PREFIXES):
+            if base.endswith(self.extension):
+                self.hidden += 1
             logger.debug("skipped %s: names starting with '.' or '_' are not part of a collection", redact(name))
             return
         kind = self._kind(entry)

@@ -85,6 +85,8 @@ def test_hidden_and_underscore_entries_are_skipped(tmp_path, caplog):
     skipped = " ".join(record.getMessage() for record in caplog.records if record.levelno == logging.DEBUG)
     for name in (".ipynb_checkpoints", "_temporary", "_c.npy", "._a.npy", "_SUCCESS"):
         assert name in skipped
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [f"{root}: skipped 2 .npy files whose names start with '.' or '_'"]
     np.testing.assert_array_equal(read_rows(root), np.concatenate(kept))
 
 
