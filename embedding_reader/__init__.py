@@ -1,5 +1,6 @@
 """embedding_reader: read large collections of embeddings (npy, parquet) from any fsspec filesystem."""
 
+from ._version import __version__ as __version__
 from .errors import (
     CorruptFileError,
     EmbeddingReaderError,
@@ -15,8 +16,6 @@ from .header import FileHeader, ParquetFooter
 from .pieces import Piece, build_pieces
 from .reader import EmbeddingReader
 from .retry import RetryPolicy
-
-__version__ = "1.0.0"
 
 __all__ = [
     "CorruptFileError",
