@@ -44,7 +44,15 @@ class ReadFailedError(EmbeddingReaderError, OSError):
 
 
 class ShortReadError(EmbeddingReaderError, OSError):
-    """Storage returned fewer (or more) bytes than asked; transient for remote storage."""
+    """Storage returned fewer (or more) bytes than asked, or other bytes than asked; transient for remote storage."""
+
+
+class StalledReadError(ShortReadError, TimeoutError):
+    """A request made no progress for `timeout` seconds (no answer, or a body stalled or trickling); transient."""
+
+
+class FileChangedError(ReadFailedError):
+    """A file is not what it was when the reader opened it (another size or version): its rows cannot be trusted."""
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:

@@ -11,10 +11,11 @@ opening it. Symlinks are followed; each real folder is listed once, so a link lo
 import logging
 import os
 import stat
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, Optional, Set
 from urllib.parse import unquote
 
 from .errors import NoEmbeddingsFoundError, ShortReadError
+from .identity import listed_identity, local_identity
 from .retry import call_with_retries
 from .storage import FileEntry, Storage, redact
 
@@ -86,11 +87,17 @@ class _Walk:
             self.pending.append(name)
         elif kind == FILE:
             if base.endswith(self.extension):
-                self.files.append((name, entry.get("size")))
+                self.files.append((name, self._remember(name, entry)))
         elif base.endswith(self.extension):
             logger.warning("skipped %s: not a regular file (%s)", redact(name), kind)
         else:
             logger.debug("skipped %s: not a regular file (%s)", redact(name), kind)
+
+    def _remember(self, name: str, entry: Entry) -> Optional[int]:
+        """Record what the file is now (see identity.py); its size if known."""
+        identity = local_identity(os.stat(name)) if self.storage.is_local else listed_identity(entry)
+        self.storage.identities.observe(name, identity, redact(name))
+        return identity.size
 
     def _kind(self, entry: Entry) -> str:
         """'directory', 'file', or what else the entry is; a local symlink (fsspec: 'other') by its target."""

@@ -1,11 +1,12 @@
 """Storage: every byte the library reads goes through here, as exact, length-checked, retried range reads.
 
-Remote filesystems are asked for exactly the bytes needed (`cat_file`, or a streamed GET over http and s3;
-headers over plain http through the lean client): no read-ahead block, no HEAD per read. Local files are read
-straight into the caller's buffer with `readinto`.
+Remote filesystems are asked for exactly the bytes needed (a checked, streamed GET over http and s3, else
+`cat_file`): no read-ahead block, no HEAD per read. Local files are read straight into the caller's buffer with
+`readinto`. Every read checks that the file is still what it was at open (see identity.py).
 """
 
 import asyncio
+import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,24 +17,22 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tup
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .connections import with_connection_pool
+from .connections import MAX_CONNECTIONS, client_options, tuned_filesystem
 from .errors import (
     CorruptFileError,
     InvalidArgumentError,
     ReadFailedError,
     ShortReadError,
 )
-from .lean_http import LeanHTTPClient
-from .retry import RetryPolicy, call_with_retries, is_own_permanent
-from .streaming import Streamer, StreamInto, stream_reader
+from .identity import FileIdentities, local_identity
+from .retry import RetryPolicy, call_with_retries, is_own_permanent, is_transient
+from .streaming import ReadContext, Streamer, StreamInto, stream_reader
+from .watchdog import DEFAULT_TIMEOUT_S
 
 LOCAL_PIECE_BYTES = 50 * 2**20  # one readinto or row-group read per 50 MB, small enough to spread over threads
 REMOTE_PIECE_BYTES = 16 * 2**20  # other remote filesystems (one joined cat_file per piece): latency amortised
 HEADER_READ_THREADS = 32  # header reads are latency-bound: many in flight
-# Header reads in flight on async filesystems. Over plain http the lean client opens this many connections (10,000
-# files, 30 ms latency: 3.1 s with 128, 1.9-2.1 s with 256, no better with 512); aiohttp and botocore cap at their
-# pools of MAX_CONNECTIONS.
-HEADER_READ_CONCURRENCY = 256
+HEADER_READ_CONCURRENCY = MAX_CONNECTIONS  # header reads in flight on async filesystems: one per pooled connection
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
 
 FileEntry = Tuple[str, Optional[int]]  # (path, size in bytes if the listing gave it)
@@ -77,10 +76,18 @@ class Storage:
     `stats` counts this instance's range reads (a copy starts from zero).
     """
 
-    def __init__(self, url: str, storage_options: Optional[Dict[str, Any]], retry_policy: RetryPolicy):
+    def __init__(
+        self,
+        url: str,
+        storage_options: Optional[Dict[str, Any]],
+        retry_policy: RetryPolicy,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ):
         self._options = dict(storage_options or {})
         self.retry_policy = retry_policy
+        self.timeout = timeout
         self.protocol = _protocol(url)
+        self.identities = FileIdentities()
         self._fs: Optional[fsspec.AbstractFileSystem] = None
         self._lock = threading.Lock()
         self.stats = StorageStats()
@@ -89,7 +96,13 @@ class Storage:
         return f"Storage(protocol={self.protocol!r}, options=<{len(self._options)} hidden>)"
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {"_options": self._options, "retry_policy": self.retry_policy, "protocol": self.protocol}
+        return {
+            "_options": self._options,
+            "retry_policy": self.retry_policy,
+            "timeout": self.timeout,
+            "protocol": self.protocol,
+            "identities": self.identities,
+        }
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -108,7 +121,8 @@ class Storage:
     def _make_filesystem(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem for the protocol; an unknown protocol or a missing package is a clear error."""
         try:
-            return fsspec.filesystem(self.protocol, **with_connection_pool(self.protocol, self._options))
+            options = client_options(self.protocol, self._options, self.timeout)
+            return tuned_filesystem(fsspec.filesystem(self.protocol, skip_instance_cache=True, **options))
         except ImportError as exc:
             raise InvalidArgumentError(
                 f"reading {self.protocol}:// needs a package that is not installed: {exc}"
@@ -120,6 +134,11 @@ class Storage:
     def is_local(self) -> bool:
         """True when reads can go straight from a local file into a numpy buffer."""
         return isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def context(self) -> ReadContext:
+        """What streamed reads check their answers against (file identities) and how long they wait (timeout)."""
+        return ReadContext(self.identities, self.timeout)
 
     @property
     def streamer(self) -> Optional[Streamer]:
@@ -196,23 +215,7 @@ class Storage:
 
     async def _fetch_all(self, requests: Sequence[Tuple[str, int, int]]) -> List[Any]:
         """Every request's bytes (or the exception it met), HEADER_READ_CONCURRENCY at a time, on the fs's loop."""
-        fetch = self._range_fetcher()
-        if not self._plain_http:
-            return await _read_all(fetch, requests, HEADER_READ_CONCURRENCY)
-        async with LeanHTTPClient(encoded=getattr(self.fs, "encoded", False)) as lean:
-
-            async def lean_or_full(path: str, start: int, end: int) -> bytes:
-                try:
-                    return await lean.get_range(path, start, end)
-                except Exception:  # pylint: disable=broad-except  # the full client gives the usual answer or error
-                    return await fetch(path, start, end)
-
-            return await _read_all(lean_or_full, requests, HEADER_READ_CONCURRENCY)
-
-    @property
-    def _plain_http(self) -> bool:
-        """http:// with no storage options: small reads may go through the lean client (see lean_http.py)."""
-        return self.protocol == "http" and not self._options
+        return await _read_all(self._range_fetcher(), requests, HEADER_READ_CONCURRENCY)
 
     def _range_fetcher(self) -> Callable[[str, int, int], Awaitable[bytes]]:
         """A coroutine function giving bytes [start, end) of a remote file, or fewer if it ends first: streamed
@@ -221,9 +224,11 @@ class Storage:
         if streamer is None:
             return lambda path, start, end: fs._cat_file(path, start=start, end=end)  # pylint: disable=W0212
 
+        context = self.context
+
         async def streamed(path: str, start: int, end: int) -> bytes:
             buffer = bytearray(end - start)
-            filled = await streamer.read_into(fs, path, start, memoryview(buffer))
+            filled = await streamer.read_into(fs, path, start, memoryview(buffer), context)
             return bytes(buffer[:filled])
 
         return streamed
@@ -257,11 +262,12 @@ class Storage:
         return data
 
     def _cat(self, path: str, start: int, end: int, cancel: Optional[threading.Event]) -> bytes:
-        """`fs.cat_file`; on an async filesystem, abandoned (its request aborted) soon after `cancel` is set."""
+        """Bytes [start, end) or fewer if the file ends first: a checked streamed read over http and s3, else
+        `fs.cat_file`; on an async filesystem, abandoned (its request aborted) soon after `cancel` is set."""
         fs = self.fs
-        if cancel is None or not getattr(fs, "async_impl", False):
+        if not getattr(fs, "async_impl", False):
             return fs.cat_file(path, start=start, end=end)
-        coroutine = fs._cat_file(path, start=start, end=end)  # pylint: disable=protected-access
+        coroutine = self._range_fetcher()(path, start, end)
         return self._run_async(coroutine, byte_range(path, start, end), cancel)
 
     def _run_async(self, coroutine: Any, where: str, cancel: Optional[threading.Event]) -> Any:
@@ -295,14 +301,14 @@ class Storage:
             results = self._run_async(_gather(parts), where, cancel)
             failures = [(part, result) for part, result in zip(missing, results) if isinstance(result, BaseException)]
             missing[:] = [part for part, _ in failures]
-            if failures:
-                raise failures[0][1]
+            if failures:  # a permanent failure of any part ends the piece's attempts
+                raise next((error for _, error in failures if not is_transient(error)), failures[0][1])
 
         call_with_retries(attempt, where, self.retry_policy, cancel)
 
     async def _stream_part(self, stream: StreamInto, path: str, start: int, out: memoryview) -> None:
         """One streamed range read, which must come back whole."""
-        received = await stream(self.fs, path, start, out)
+        received = await stream(self.fs, path, start, out, self.context)
         self.stats.add(received)
         if received != out.nbytes:
             raise ShortReadError(f"{byte_range(path, start, start + out.nbytes)}: got {received} bytes")
@@ -327,6 +333,7 @@ class Storage:
             self._stream_exact(streamer, path, start, out, cancel)
             return
         with open(path, "rb") as file:
+            self.identities.observe(path, local_identity(os.fstat(file.fileno())), redact(path))
             file.seek(start)
             filled = 0
             while filled < out.nbytes:

@@ -186,8 +186,8 @@ def test_close_then_read_again(collection):
 
 @pytest.mark.parametrize("parallel_pieces", [1, 4])
 def test_worker_error_surfaces_in_caller(tmp_path, parallel_pieces):
-    """A file truncated after the reader was built fails in the caller's loop, naming the file and the rows;
-    the batches before it were delivered intact, and nothing is left running."""
+    """A file truncated after the reader was built fails in the caller's loop at its first piece, naming the file,
+    the rows and the change; the batches before it were delivered intact, and nothing is left running."""
     collection = write_npy_collection(tmp_path, [300, 300, 300], dim=8)
     reader = open_reader(collection)
     os.truncate(collection.paths[1], os.path.getsize(collection.paths[1]) - 8 * 4 * 100)  # rows 200..299 gone
@@ -196,9 +196,9 @@ def test_worker_error_surfaces_in_caller(tmp_path, parallel_pieces):
         for batch in reader(100, max_piece_size=50, parallel_pieces=parallel_pieces, show_progress=False):
             delivered.append(batch)
     message = str(info.value)
-    assert "emb_0001.npy" in message and "rows [200, 250)" in message, message
-    assert len(delivered) == 5  # rows 0..499; the error comes with the batch of rows 500..599
-    np.testing.assert_array_equal(read_all(delivered).embeddings, collection.embeddings[:500])
+    assert "emb_0001.npy rows [0, 50)" in message and "changed since the reader opened it" in message, message
+    assert len(delivered) == 3  # rows 0..299; the error comes with the batch of rows 300..399
+    np.testing.assert_array_equal(read_all(delivered).embeddings, collection.embeddings[:300])
     assert_all_stopped(str(tmp_path))
 
 

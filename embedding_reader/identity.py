@@ -1,0 +1,68 @@
+"""File identity: what each file was when the reader opened it (size, and a version tag where the storage gives
+one), checked against what every later read learns of it, so that a file rewritten under a reader fails the
+read instead of returning other rows."""
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
+
+from .errors import FileChangedError
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """A file's size and version tag (an ETag, an S3 version id, a local mtime), each None when unknown."""
+
+    size: Optional[int] = None
+    tag: Optional[str] = None
+
+    def merged(self, other: "FileIdentity", path: str) -> "FileIdentity":
+        """This identity completed by `other`; a FileChangedError when both know a field and disagree."""
+        for name, mine, theirs in (("size", self.size, other.size), ("version", self.tag, other.tag)):
+            if mine is not None and theirs is not None and mine != theirs:
+                raise FileChangedError(f"{path}: changed since the reader opened it ({name} {mine} -> {theirs})")
+        return FileIdentity(self.size if self.size is not None else other.size, self.tag or other.tag)
+
+
+def listed_identity(entry: Mapping[str, Any]) -> FileIdentity:
+    """The identity a remote directory listing gives: the size, and the ETag where the store lists it."""
+    size, tag = entry.get("size"), entry.get("ETag") or entry.get("etag")
+    return FileIdentity(int(size) if isinstance(size, int) else None, None if tag is None else str(tag))
+
+
+def local_identity(status: os.stat_result) -> FileIdentity:
+    """A local file's identity: its size and modification time in nanoseconds (a rewrite changes it)."""
+    return FileIdentity(status.st_size, str(status.st_mtime_ns))
+
+
+class FileIdentities:
+    """Thread-safe identities by path: the first one learnt of a file, completed (and checked) by each later one."""
+
+    def __init__(self, known: Optional[Dict[str, FileIdentity]] = None):
+        self._known: Dict[str, FileIdentity] = dict(known or {})
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        with self._lock:
+            return {"known": dict(self._known)}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(state["known"])  # type: ignore[misc]
+
+    def observe(self, path: str, identity: FileIdentity, where: str) -> None:
+        """Learn `identity` of `path`; FileChangedError (naming `where`) if it contradicts what was known."""
+        if identity.size is None and identity.tag is None:
+            return
+        with self._lock:
+            known = self._known.get(path)
+            self._known[path] = identity if known is None else known.merged(identity, where)
+
+    def size(self, path: str) -> Optional[int]:
+        """The size of `path` if some answer or listing gave it."""
+        with self._lock:
+            known = self._known.get(path)
+        return None if known is None else known.size
+
+    def __len__(self) -> int:
+        return len(self._known)
