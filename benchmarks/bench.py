@@ -136,6 +136,7 @@ def reader_spec(case: Case, dataset: datasets.Dataset, settings: Settings, remot
         "expect_rows": spec.rows,
         "check_meta": list(case.meta_columns),
         "open_only": case.open_only,
+        "show_progress": case.show_progress,
     }
 
 

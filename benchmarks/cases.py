@@ -53,6 +53,7 @@ class Case:
     project_dtype: str = "float32"
     run_reference: bool = True
     open_only: bool = False
+    show_progress: bool = False  # both implementations draw their bar (the runner's stderr is a log file)
     rss_case: bool = False
     ceilings: tuple[str, ...] = ("readinto_1t", "readinto_all", "readinto_1t_fresh", "readinto_all_fresh")
     main_ceiling: str | None = "readinto_1t"
@@ -105,6 +106,13 @@ CASES: tuple[Case, ...] = (
         "npy_f32",
         "npy float32",
         "npy",
+        targets=(Target("ceiling", 0.75, "75% of readinto 1t"), Target("ref_ratio", 4, "4x ref")),
+    ),
+    Case(
+        "npy_f32_progress",
+        "npy float32, show_progress=True (bar in a log file)",
+        "npy",
+        show_progress=True,
         targets=(Target("ceiling", 0.75, "75% of readinto 1t"), Target("ref_ratio", 4, "4x ref")),
     ),
     Case(

@@ -118,7 +118,7 @@ def run_reader(spec: dict[str, Any]) -> dict[str, Any]:
         batch_size=spec["batch_size"],
         start=spec["start"],
         end=spec.get("end"),
-        show_progress=False,
+        show_progress=spec.get("show_progress", False),
         max_ram_usage_in_bytes=spec["max_ram"],
         **spec.get("call_kwargs", {}),
     )

@@ -4,12 +4,14 @@ from ._version import __version__ as __version__
 from .errors import (
     CorruptFileError,
     EmbeddingReaderError,
+    FileChangedError,
     InconsistentCollectionError,
     InvalidArgumentError,
     MissingColumnError,
     NoEmbeddingsFoundError,
     ReadFailedError,
     ShortReadError,
+    StalledReadError,
     UnsupportedFileError,
 )
 from .header import FileHeader, ParquetFooter
@@ -21,6 +23,7 @@ __all__ = [
     "CorruptFileError",
     "EmbeddingReader",
     "EmbeddingReaderError",
+    "FileChangedError",
     "FileHeader",
     "InconsistentCollectionError",
     "InvalidArgumentError",
@@ -31,6 +34,7 @@ __all__ = [
     "ReadFailedError",
     "RetryPolicy",
     "ShortReadError",
+    "StalledReadError",
     "UnsupportedFileError",
     "build_pieces",
 ]
