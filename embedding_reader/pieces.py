@@ -8,7 +8,7 @@ a file's read unit (a parquet row group) unless a batch boundary forces it, and 
 
 import numbers
 from dataclasses import dataclass
-from itertools import accumulate, groupby
+from itertools import accumulate
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import InvalidArgumentError
@@ -113,20 +113,24 @@ def _file_pieces(
             position = stop
 
 
-def _chunk_ends(header: FileHeader, first: int, last: int, max_piece_size: int) -> List[int]:
-    """File-local ends of the chunks covering [first, last): read units grouped up to max_piece_size rows."""
+def _chunk_ends(header: FileHeader, first: int, last: int, max_piece_size: int) -> Iterator[int]:
+    """File-local ends of the chunks covering [first, last): read units grouped up to max_piece_size rows.
+
+    Lazy: a file claiming billions of rows costs no memory until its pieces are actually read.
+    """
     if not header.units:
-        return [*range(first + max_piece_size, last, max_piece_size), last]
-    ends: List[int] = []
+        yield from range(min(first + max_piece_size, last), last, max_piece_size)
+        yield last
+        return
     chunk_start = chunk_end = first
     for unit_end in (min(end, last) for end in accumulate(header.units) if end > first):
         if chunk_end > chunk_start and unit_end - chunk_start > max_piece_size:
-            ends.append(chunk_end)
+            yield chunk_end
             chunk_start = chunk_end
         chunk_end = unit_end
         if unit_end == last:
             break
-    return [*ends, last]
+    yield last
 
 
 def split_first_batch(pieces: Iterable[Piece], headers: Sequence[FileHeader], max_rows: int) -> Iterator[Piece]:
@@ -134,37 +138,38 @@ def split_first_batch(pieces: Iterable[Piece], headers: Sequence[FileHeader], ma
     boundaries only), so that every thread works on the first batch and it arrives sooner; later batches keep
     their pieces. Each file's share of the batch is cut afresh, not each planned piece: pieces of 5461 rows cut
     to 1563 would leave a 772-row remainder each and more pieces than threads. `max_rows` must not exceed the
-    plan's own piece size."""
+    plan's own piece size. Only the first and last piece of each file's share are held, never the whole batch."""
+    head: Optional[Piece] = None
+    tail: Optional[Piece] = None
     plan = iter(pieces)
-    first_batch: List[Piece] = []
     for piece in plan:
+        if head is not None and tail is not None and (piece.batch_id != 0 or piece.file_index != head.file_index):
+            yield from _recut(head, tail, headers, max_rows)
+            head = None
         if piece.batch_id != 0:
-            yield from _recut(first_batch, headers, max_rows)
             yield piece
             yield from plan
             return
-        first_batch.append(piece)
-    yield from _recut(first_batch, headers, max_rows)
+        head, tail = head or piece, piece
+    if head is not None and tail is not None:
+        yield from _recut(head, tail, headers, max_rows)
 
 
-def _recut(batch: List[Piece], headers: Sequence[FileHeader], max_rows: int) -> Iterator[Piece]:
-    """One batch's pieces, each file's consecutive rows cut again into chunks of at most `max_rows` rows."""
-    for _, same_file in groupby(batch, key=lambda piece: piece.file_index):
-        group = list(same_file)
-        head, tail = group[0], group[-1]
-        piece_first = head.piece_start
-        for end in _chunk_ends(headers[head.file_index], head.piece_start, tail.piece_end, max_rows):
-            yield Piece(
-                file_index=head.file_index,
-                path=head.path,
-                piece_start=piece_first,
-                piece_end=end,
-                batch_id=head.batch_id,
-                batch_start=head.batch_start + piece_first - head.piece_start,
-                batch_end=head.batch_start + end - head.piece_start,
-                last_piece=tail.last_piece and end == tail.piece_end,
-            )
-            piece_first = end
+def _recut(head: Piece, tail: Piece, headers: Sequence[FileHeader], max_rows: int) -> Iterator[Piece]:
+    """One file's consecutive rows of a batch (pieces `head` to `tail`) cut again into chunks of <= `max_rows` rows."""
+    piece_first = head.piece_start
+    for end in _chunk_ends(headers[head.file_index], head.piece_start, tail.piece_end, max_rows):
+        yield Piece(
+            file_index=head.file_index,
+            path=head.path,
+            piece_start=piece_first,
+            piece_end=end,
+            batch_id=head.batch_id,
+            batch_start=head.batch_start + piece_first - head.piece_start,
+            batch_end=head.batch_start + end - head.piece_start,
+            last_piece=tail.last_piece and end == tail.piece_end,
+        )
+        piece_first = end
 
 
 def units_covering(units: Sequence[int], first: int, last: int) -> Tuple[List[int], int]:

@@ -17,6 +17,12 @@ from ..storage import redact
 from .base import Format, check_consistent
 
 PROBE_BYTES = 256  # np.save writes 128-byte headers; one read usually gets the whole header
+# np.save writes under 200 bytes for a 2-D numeric array; other writers pad more (70,000 bytes are read, as
+# before), but a length field beyond this is no header of embeddings: refused before any of it is fetched or parsed.
+MAX_HEADER_BYTES = 2**17
+MAX_DIMENSION = 2**24  # a 64 MB float32 row: far above any embedding model, far below a MemoryError
+MAX_DATA_BYTES = 2**62  # rows x row bytes beyond what any filesystem stores, when the file size is unknown
+QUOTE_CHARS = 80  # text quoted from a file in an error message is cut to this length
 _MAGIC = b"\x93NUMPY"
 _NUMERIC_KINDS = "fiu"
 CAST_BLOCK_BYTES = 2 * 2**20  # a cast buffer that fits in L2/L3: read and cast without a trip to RAM
@@ -24,7 +30,7 @@ CAST_BLOCK_BYTES = 2 * 2**20  # a cast buffer that fits in L2/L3: read and cast 
 # which costs 0.1 ms a header (a second for 10,000 files). Anything else goes through numpy.
 _SAVED_2D_HEADER = re.compile(
     rb"\x93NUMPY(?:\x01\x00..|[\x02\x03]\x00....)"
-    rb"\{'descr': '([<>|=][fiu][1248])', 'fortran_order': (False|True), 'shape': \((\d+), (\d+)\), \} *\n",
+    rb"\{'descr': '([<>|=][fiu][1248])', 'fortran_order': (False|True), 'shape': \((\d{1,19}), (\d{1,19})\), \} *\n",
     re.DOTALL,
 )
 
@@ -35,10 +41,19 @@ def npy_data_offset(path: str, prefix: bytes) -> int:
         raise CorruptFileError(f"{redact(path)}: not an npy file (bad magic bytes {prefix[:8]!r})")
     major = prefix[6]
     if major == 1:
-        return 10 + int.from_bytes(prefix[8:10], "little")
+        return _checked_offset(path, 10, int.from_bytes(prefix[8:10], "little"))
     if major in (2, 3) and len(prefix) >= 12:
-        return 12 + int.from_bytes(prefix[8:12], "little")
+        return _checked_offset(path, 12, int.from_bytes(prefix[8:12], "little"))
     raise CorruptFileError(f"{redact(path)}: unknown npy format version {major}.{prefix[7]}")
+
+
+def _checked_offset(path: str, prefix_length: int, header_length: int) -> int:
+    """The data offset, refusing a header longer than np.load itself accepts before any of it is read."""
+    if header_length > MAX_HEADER_BYTES:
+        raise CorruptFileError(
+            f"{redact(path)}: npy header of {header_length} bytes exceeds the {MAX_HEADER_BYTES} allowed"
+        )
+    return prefix_length + header_length
 
 
 def parse_npy_header(path: str, header: bytes, file_size: Optional[int]) -> FileHeader:
@@ -49,16 +64,28 @@ def parse_npy_header(path: str, header: bytes, file_size: Optional[int]) -> File
     if fortran_order:
         raise UnsupportedFileError(f"{redact(path)}: Fortran-order arrays are not supported, save it in C order")
     if len(shape) != 2:
-        raise UnsupportedFileError(f"{redact(path)}: array of shape {shape} is not 2-D (rows, dimension)")
+        raise UnsupportedFileError(f"{redact(path)}: array of shape {_quote(shape)} is not 2-D (rows, dimension)")
     count, dimension = shape
-    expected_size = len(header) + count * dimension * dtype.itemsize
-    if file_size is not None and file_size < expected_size:  # bytes after the array are ignored, as np.load does
-        raise CorruptFileError(
-            f"{redact(path)}: file has {file_size} bytes but its header {shape} {dtype} needs {expected_size}"
-        )
+    _check_size(path, count, dimension, dtype, len(header), file_size)
     return FileHeader(
         path=path, count=count, dimension=dimension, dtype=dtype.str, file_size=file_size, data_offset=len(header)
     )
+
+
+def _check_size(path: str, count: int, dimension: int, dtype: np.dtype, offset: int, size: Optional[int]) -> None:
+    """Refuse a shape the file cannot hold (checked before anything is sized from it) or that no read can use."""
+    if count and not dimension:
+        raise UnsupportedFileError(f"{redact(path)}: embeddings of dimension 0 ({_quote(count)} rows of nothing)")
+    if count and dimension > MAX_DIMENSION:
+        raise UnsupportedFileError(f"{redact(path)}: dimension {_quote(dimension)} exceeds {MAX_DIMENSION}")
+    expected_size = offset + count * dimension * dtype.itemsize
+    shape = f"({_quote(count)}, {dimension}) {dtype}"
+    if size is not None and size < expected_size:  # bytes after the array are ignored, as np.load does
+        raise CorruptFileError(
+            f"{redact(path)}: file has {size} bytes but its header {shape} needs {_quote(expected_size)}"
+        )
+    if size is None and expected_size > MAX_DATA_BYTES:
+        raise CorruptFileError(f"{redact(path)}: header shape {shape} is larger than any file")
 
 
 def _numpy_header_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtype]:
@@ -79,12 +106,21 @@ def _numpy_parsed_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtyp
             header[12:].decode("ascii")
             major = 2
         read = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
-        shape, fortran_order, dtype = read(stream, max_header_size=len(header) + 1)
+        shape, fortran_order, dtype = read(stream, max_header_size=MAX_HEADER_BYTES + 1)
     except Exception as exc:  # numpy parses untrusted text: ValueError, SyntaxError, tokenize.TokenError, ...
-        raise CorruptFileError(f"{redact(path)}: unreadable npy header: {exc}") from exc
+        raise CorruptFileError(f"{redact(path)}: unreadable npy header: {_quote(exc)}") from exc
     if not isinstance(shape, tuple) or not all(isinstance(size, int) and size >= 0 for size in shape):
-        raise CorruptFileError(f"{redact(path)}: bad shape {shape!r} in npy header")
+        raise CorruptFileError(f"{redact(path)}: bad shape {_quote(shape)} in npy header")
     return shape, bool(fortran_order), np.dtype(dtype)
+
+
+def _quote(value: object) -> str:
+    """Text from (or about) a file for an error message, cut short: a header may hold megabytes."""
+    try:
+        text = str(value) if isinstance(value, Exception) else repr(value)
+    except ValueError:  # repr of an int of more digits than Python converts
+        return f"<{type(value).__name__} too long to show>"
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "..."
 
 
 class NpyFormat(Format):

@@ -15,6 +15,7 @@ from ..pieces import Piece
 from ..storage import redact
 from .base import Format, check_consistent, decoded_rows
 from .parquet_io import ParquetIO, check_columns, leaf_columns
+from .parquet_pages import max_rows
 
 DECODE_OVERHEAD = 2  # compressed chunk + decoded arrays, while a row group is being decoded
 STRING_OVERHEAD_BYTES = 64  # a pandas object cell (a Python str) costs about this beyond its characters
@@ -57,6 +58,20 @@ def meta_bytes_per_row(metadata: pq.FileMetaData, columns: Sequence[str]) -> int
     return int(total / metadata.num_rows) + STRING_OVERHEAD_BYTES * len(columns)
 
 
+def check_embedding_chunks(path: str, metadata: pq.FileMetaData, column: str, dimension: int) -> None:
+    """Refuse row groups whose embedding chunk cannot hold their rows: `dimension` values a row in the footer's
+    count, and no more rows than its uncompressed bytes can encode (see parquet_pages.max_rows); checked before
+    any buffer is sized from the rows claimed."""
+    leaf = leaf_columns(metadata, [column])[0]
+    for group in range(metadata.num_row_groups):
+        rows, chunk = metadata.row_group(group).num_rows, metadata.row_group(group).column(leaf)
+        where = f"{redact(path)}: row group {group} column {column!r}"
+        if chunk.num_values != rows * dimension:
+            raise CorruptFileError(f"{where}: {chunk.num_values} values for {rows} rows of dimension {dimension}")
+        if rows > max_rows(dimension, chunk.total_uncompressed_size):
+            raise CorruptFileError(f"{where}: {chunk.total_uncompressed_size} bytes cannot hold {rows} rows")
+
+
 class ParquetFormat(Format):
     """Embeddings in a parquet column, plus any other columns as metadata; read by row groups."""
 
@@ -76,6 +91,9 @@ class ParquetFormat(Format):
         path = footer.path
         check_columns(path, metadata, [self.embedding_column, *self.meta_columns])
         value_type, dimension = self._embedding_type(path, metadata)
+        if metadata.num_rows and not dimension:
+            raise UnsupportedFileError(f"{redact(path)}: embeddings of dimension 0 ({metadata.num_rows} empty lists)")
+        check_embedding_chunks(path, metadata, self.embedding_column, dimension)
         return FileHeader(
             path=path,
             count=metadata.num_rows,
@@ -128,7 +146,7 @@ class ParquetFormat(Format):
         columns = self.meta_columns if direct else [self.embedding_column, *self.meta_columns]
         if not columns:
             return None
-        table = self.parquet.read_rows(footer, first, last, columns, cancel)
+        table = self.parquet.read_rows(footer, first, last, columns, cancel, 0 if direct else header.dimension)
         if not direct:
             copy_embeddings(table.column(self.embedding_column), out, f"{redact(header.path)} rows [{first}, {last})")
         return table.select(self.meta_columns).to_pandas() if self.meta_columns else None

@@ -4,11 +4,12 @@ Only the footer and the column chunks of the row groups a piece needs are fetche
 exact, retried range read; footers are cached per process so a file's footer crosses the wire once.
 """
 
+import contextlib
 import functools
 import io
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +19,17 @@ from ..errors import CorruptFileError, EmbeddingReaderError, MissingColumnError,
 from ..header import ParquetFooter
 from ..pieces import units_covering
 from ..storage import Storage, byte_range, redact
-from .parquet_pages import ChunkLayout, NotFastPath, chunk_layout, decode_rows
+from .parquet_pages import (
+    HEADER_SLACK,
+    ChunkLayout,
+    CorruptChunk,
+    NotFastPath,
+    check_page_headers,
+    chunk_extent,
+    chunk_layout,
+    decode_rows,
+    max_ratio,
+)
 
 TAIL_PROBE_BYTES = 64 * 1024
 FOOTER_CACHE_SIZE = 256
@@ -39,6 +50,39 @@ def parse_footer(path: str, tail: bytes, file_size: int) -> Tuple[int, Optional[
         return footer_length, pq.read_metadata(pa.BufferReader(tail[-(footer_length + 8) :]))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptFileError(f"{redact(path)}: unreadable parquet footer: {exc}") from exc
+
+
+def check_footer(path: str, metadata: pq.FileMetaData, file_size: int, footer_length: int) -> None:
+    """Refuse a footer whose row groups or column chunks claim more than the file holds, before anything (pyarrow
+    included) sizes a buffer from it: chunks inside the file, sizes within their codec's reach, rows counted."""
+    data_end = file_size - footer_length - 8
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        if row_group.num_rows < 0:
+            raise CorruptFileError(f"{redact(path)}: row group {group} claims {row_group.num_rows} rows")
+        for leaf in range(row_group.num_columns):
+            problem = _chunk_problem(metadata, group, leaf, data_end)
+            if problem:
+                name = metadata.schema.column(leaf).path
+                raise CorruptFileError(f"{redact(path)}: row group {group} column {name!r}: {problem}")
+
+
+def _chunk_problem(metadata: pq.FileMetaData, group: int, leaf: int, data_end: int) -> str:
+    """What is wrong with a column chunk's footer entry ('' if nothing)."""
+    chunk, rows = metadata.row_group(group).column(leaf), metadata.row_group(group).num_rows
+    extent = chunk_extent(metadata, group, leaf)
+    if extent.size < 0 or not 4 <= extent.start <= data_end - extent.size:
+        return f"bytes [{extent.start}, {extent.start + extent.size}) outside the file's data [4, {data_end})"
+    if rows and not extent.start <= chunk.data_page_offset < extent.start + extent.size:
+        return f"first data page at byte {chunk.data_page_offset}, outside the file's data [4, {data_end})"
+    if (
+        extent.uncompressed_size < 0
+        or extent.uncompressed_size > extent.size * max_ratio(chunk.compression) + HEADER_SLACK
+    ):
+        return f"{extent.size} {chunk.compression} bytes cannot hold {extent.uncompressed_size} uncompressed bytes"
+    if extent.num_values < 0 or (metadata.schema.column(leaf).max_repetition_level == 0 and extent.num_values > rows):
+        return f"{extent.num_values} values for {rows} rows"
+    return ""
 
 
 def leaf_columns(metadata: pq.FileMetaData, columns: Iterable[str]) -> List[int]:
@@ -96,6 +140,7 @@ class ParquetIO:
             tail = self.storage.read_range(path, size - footer_length - 8, size)
             _, metadata = parse_footer(path, tail, size)
         assert metadata is not None
+        check_footer(path, metadata, size, footer_length)
         row_groups = tuple(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
         if sum(row_groups) != metadata.num_rows:
             raise CorruptFileError(
@@ -154,7 +199,8 @@ class ParquetIO:
             for group in groups:
                 lo, hi = max(first, group_start), min(last, group_start + footer.row_groups[group])
                 layout = chunk_layout(metadata, group, leaves[0], stored_dtype)
-                self._decode_chunk(footer, group, layout, lo - group_start, out[lo - first : hi - first], cancel)
+                with _naming(footer.path, group, column):
+                    self._decode_chunk(footer, group, layout, lo - group_start, out[lo - first : hi - first], cancel)
                 group_start += footer.row_groups[group]
         except NotFastPath:
             self._pyarrow_only.add(footer.path)
@@ -185,8 +231,10 @@ class ParquetIO:
         last: int,
         columns: Sequence[str],
         cancel: Optional[threading.Event] = None,
+        dimension: int = 0,
     ) -> pa.Table:
-        """Rows [first, last) of the given columns, decoding only the row groups that hold them.
+        """Rows [first, last) of the given columns, decoding only the row groups that hold them; `dimension`, if
+        not 0, is that of the embeddings in the first column (for the checks of its page headers).
 
         A row group is the smallest unit parquet decodes; when pieces cut one into parts, they share
         one decode of it: the table stays cached until pieces have taken all its rows.
@@ -198,24 +246,27 @@ class ParquetIO:
             lo, hi = max(first, group_start), min(last, group_start + rows)
             if hi > lo:
                 key = (footer.path, group, tuple(columns))
-                decode = functools.partial(self._decode, footer, group, columns, lo, hi, cancel)
+                decode = functools.partial(self._decode, footer, group, columns, lo, hi, cancel, dimension)
                 table = self._decoded.get(key, decode, hi - lo, rows)
                 tables.append(table.slice(lo - group_start, hi - lo))
             group_start += rows
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def _decode(
-        self, footer: ParquetFooter, group: int, columns: Sequence[str], first: int, last: int, cancel
+        self, footer: ParquetFooter, group: int, columns: Sequence[str], first: int, last: int, cancel, dimension: int
     ) -> pa.Table:
         """Decode a whole row group of the given columns (from the local file or prefetched column chunks);
         first and last are the rows wanted of it, for error messages."""
         metadata = self.metadata(footer, cancel)
         try:
             with self._open(footer, metadata, [group], columns, cancel) as source:
+                self._check_pages(footer, metadata, group, columns, dimension, source)
                 parquet_file = pq.ParquetFile(source, metadata=metadata, pre_buffer=False)
                 table = parquet_file.read_row_group(group, columns=list(columns), use_threads=len(columns) > 1)
         except EmbeddingReaderError:
             raise
+        except CorruptChunk as exc:
+            raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): cannot decode: {exc}") from exc
         except (FileNotFoundError, PermissionError) as exc:
             raise ReadFailedError(f"{redact(footer.path)} rows [{first}, {last}): {exc}") from exc
         except (pa.ArrowException, OSError, ValueError) as exc:
@@ -224,6 +275,26 @@ class ParquetIO:
             raise CorruptFileError(f"{redact(footer.path)} rows [{first}, {last}): decoded {table.num_rows} rows")
         return table
 
+    @staticmethod
+    def _check_pages(
+        footer: ParquetFooter, metadata: pq.FileMetaData, group: int, columns: Sequence[str], dimension: int, source
+    ) -> None:
+        """Walk the page headers of the chunks pyarrow is about to decode, refusing one that claims more than its
+        chunk (pyarrow sizes buffers from page headers before it decodes them). `dimension`, if not 0, is that of
+        the embeddings in the first of the columns."""
+
+        def read(start: int, end: int) -> bytes:
+            source.seek(start)
+            return source.read(end - start)
+
+        embedding_leaves = set(leaf_columns(metadata, columns[:1])) if dimension else set()
+        for leaf in leaf_columns(metadata, columns):
+            try:
+                check_page_headers(read, chunk_extent(metadata, group, leaf), dimension * (leaf in embedding_leaves))
+            except CorruptChunk as exc:
+                raise CorruptChunk(f"row group {group} column {metadata.schema.column(leaf).path!r}: {exc}") from exc
+        source.seek(0)
+
     def _open(self, footer, metadata, groups, columns, cancel):
         """A file object for pyarrow: the real file when local, else the prefetched column chunks."""
         if self.storage.is_local:
@@ -231,6 +302,15 @@ class ParquetIO:
         ranges = _merge(_column_chunk_ranges(metadata, groups, columns))
         parts = {start: self.storage.read_range(footer.path, start, end, cancel) for start, end in ranges}
         return KnownRangesFile(footer.path, footer.file_size, parts, self.storage, cancel)
+
+
+@contextlib.contextmanager
+def _naming(path: str, group: int, column: str) -> Iterator[None]:
+    """Turn a CorruptChunk raised inside into a CorruptFileError naming the file, row group and column."""
+    try:
+        yield
+    except CorruptChunk as exc:
+        raise CorruptFileError(f"{redact(path)}: row group {group} column {column!r}: {exc}") from exc
 
 
 def _column_chunk_ranges(

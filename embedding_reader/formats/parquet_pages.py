@@ -9,7 +9,7 @@ with pyarrow instead, which also reports what is wrong with a corrupt file.
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -21,10 +21,34 @@ _PLAIN, _PLAIN_DICTIONARY, _RLE, _RLE_DICTIONARY, _BYTE_STREAM_SPLIT = 0, 2, 3, 
 _CODECS = {"UNCOMPRESSED": None, "SNAPPY": "snappy", "GZIP": "gzip", "BROTLI": "brotli", "ZSTD": "zstd"}
 _CODECS["LZ4_RAW"] = "lz4_raw"
 _PHYSICAL_DTYPES = {"FLOAT": "<f4", "DOUBLE": "<f8", "INT32": "<i4", "INT64": "<i8"}
+# Most bytes a page of each codec decompresses to per compressed byte: the codec's own limit for snappy (64-byte
+# copies in 2-3 bytes), lz4 and deflate; zstd and brotli have no small limit, so pages of all-equal rows (which
+# writers cut at 1 MB or 20,000 rows: a few hundred to one) get 2**15. A size beyond it is a lie, not a file.
+MAX_RATIO = {"UNCOMPRESSED": 1, "SNAPPY": 32, "LZ4": 256, "LZ4_RAW": 256, "LZO": 256, "GZIP": 1032}
+OTHER_CODEC_MAX_RATIO = 2**15
+HEADER_PROBE = 256  # bytes read for a page header walked before pyarrow decodes (more if the header is longer)
+HEADER_SLACK = 1024  # page headers and level prefixes counted in the uncompressed but not the compressed sizes
 
 
 class NotFastPath(Exception):
     """This chunk or page is outside what the direct decoder handles: decode it with pyarrow."""
+
+
+class CorruptChunk(Exception):
+    """A page header claims more than its column chunk holds: the file is corrupt, and no decoder may size
+    buffers from it (the caller names the file, row group and column)."""
+
+
+def max_ratio(codec: str) -> int:
+    """Most uncompressed bytes a compressed byte of this codec (footer name) can stand for."""
+    return MAX_RATIO.get(codec, OTHER_CODEC_MAX_RATIO)
+
+
+def max_rows(dimension: int, uncompressed_bytes: int) -> int:
+    """Most rows of `dimension` values that many uncompressed bytes of a list column can hold: every row of two
+    or more values costs at least 2 bits of repetition levels (0, then 1s: bit-packed, or two RLE runs of 2+
+    bytes); rows of one value have no such bound, so 4096 a byte (writers put 20,000 such rows in 70 bytes)."""
+    return (4 if dimension >= 2 else 4096) * uncompressed_bytes + HEADER_SLACK
 
 
 @dataclass(frozen=True)
@@ -38,6 +62,35 @@ class ChunkLayout:
     dtype: np.dtype  # stored value dtype
     max_repetition: int
     max_definition: int
+    num_values: int  # values (levels) of the whole chunk, per the footer
+    max_ratio: int  # see MAX_RATIO
+
+
+@dataclass(frozen=True)
+class ChunkExtent:
+    """Where any column chunk lies and what its footer entry claims, for checking its page headers."""
+
+    start: int
+    size: int
+    uncompressed_size: int
+    num_values: int
+    max_ratio: int
+
+
+def chunk_extent(metadata: pq.FileMetaData, group: int, leaf: int) -> ChunkExtent:
+    """The extent of a column chunk: from its dictionary page (if any) or first data page, per the footer."""
+    chunk = metadata.row_group(group).column(leaf)
+    offsets = [chunk.data_page_offset]  # 0 in pyarrow's chunks of no rows, which hold only a dictionary page
+    if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+        offsets = [offset for offset in (*offsets, chunk.dictionary_page_offset) if offset]
+    start = min(offsets)
+    return ChunkExtent(
+        start,
+        chunk.total_compressed_size,
+        chunk.total_uncompressed_size,
+        chunk.num_values,
+        max_ratio(chunk.compression),
+    )
 
 
 def chunk_layout(metadata: pq.FileMetaData, group: int, leaf: int, stored_dtype: np.dtype) -> ChunkLayout:
@@ -48,18 +101,18 @@ def chunk_layout(metadata: pq.FileMetaData, group: int, leaf: int, stored_dtype:
         raise NotFastPath(f"values stored as {chunk.physical_type}, read as {stored_dtype}")
     if chunk.compression not in _CODECS:
         raise NotFastPath(f"codec {chunk.compression}")
-    start = chunk.data_page_offset
-    if chunk.has_dictionary_page and chunk.dictionary_page_offset:
-        start = min(start, chunk.dictionary_page_offset)
+    extent = chunk_extent(metadata, group, leaf)
     column = metadata.schema.column(leaf)
     return ChunkLayout(
-        start=start,
-        size=chunk.total_compressed_size,
-        uncompressed_size=chunk.total_uncompressed_size,
+        start=extent.start,
+        size=extent.size,
+        uncompressed_size=extent.uncompressed_size,
         codec=_CODECS[chunk.compression],
         dtype=np.dtype(dtype),
         max_repetition=column.max_repetition_level,
         max_definition=column.max_definition_level,
+        num_values=extent.num_values,
+        max_ratio=extent.max_ratio,
     )
 
 
@@ -76,7 +129,7 @@ def decode_rows(chunk: Any, layout: ChunkLayout, rows: int, dimension: int, firs
         raise NotFastPath(f"chunk of {len(data)} bytes, footer says {layout.size}")
     last = first + len(out)
     flat = out.reshape(-1)
-    position, row, dictionary = 0, 0, None
+    position, row, dictionary, values_seen = 0, 0, None, 0
     while row < last:
         if position >= len(data):
             raise NotFastPath(f"chunk ends after {row} of {rows} rows")
@@ -86,6 +139,7 @@ def decode_rows(chunk: Any, layout: ChunkLayout, rows: int, dimension: int, firs
         if page.kind == _DICTIONARY_PAGE:
             dictionary = page.dictionary()
         elif page.kind in (_DATA_PAGE, _DATA_PAGE_V2):
+            values_seen += page.check_count(values_seen, dimension)
             page_rows = page.check_levels(dimension)
             if page.kind == _DATA_PAGE_V2 and page.fields.get(3, page_rows) != page_rows:
                 raise NotFastPath(f"v2 page says {page.fields.get(3)} rows, its levels hold {page_rows}")
@@ -114,17 +168,18 @@ class _Page:
         if not isinstance(compressed, int) or not isinstance(uncompressed, int):
             raise NotFastPath("page header without sizes")
         self.uncompressed_size: int = uncompressed
-        if (
-            compressed < 0
-            or position + compressed > len(data)
-            or not 0 <= self.uncompressed_size <= layout.uncompressed_size
-        ):
-            raise NotFastPath(f"page of {compressed} bytes at chunk byte {position} exceeds the chunk")
+        check_page_sizes(compressed, uncompressed, position, len(data), layout.uncompressed_size, layout.max_ratio)
         self.payload, self.end = data[position : position + compressed], position + compressed
         self.fields: Dict[int, Any] = (
             header.get({_DATA_PAGE: 5, _DICTIONARY_PAGE: 7, _DATA_PAGE_V2: 8}.get(self.kind, 0)) or {}
         )
         self._values: Optional[memoryview] = None
+
+    def check_count(self, values_seen: int, dimension: int) -> int:
+        """This data page's value count, refused (CorruptChunk) beyond what the chunk or the page's bytes hold."""
+        count = self.num_values
+        check_page_count(count, values_seen, self.layout.num_values, dimension, self.uncompressed_size)
+        return count
 
     @property
     def num_values(self) -> int:
@@ -201,6 +256,63 @@ class _Page:
             return memoryview(pa.Codec(self.layout.codec).decompress(data, decompressed_size=size)).cast("B")
         except (pa.ArrowException, ValueError, OSError) as exc:
             raise NotFastPath(f"cannot decompress a page: {exc}") from exc
+
+
+def check_page_sizes(
+    compressed: int, uncompressed: int, position: int, chunk_size: int, chunk_uncompressed: int, ratio: int
+) -> None:
+    """Refuse (CorruptChunk) a page whose sizes exceed its chunk or its codec: before any buffer is sized from them."""
+    if compressed < 0 or position + compressed > chunk_size:
+        raise CorruptChunk(f"page of {compressed} bytes at chunk byte {position} exceeds the {chunk_size}-byte chunk")
+    if not 0 <= uncompressed <= chunk_uncompressed or uncompressed > ratio * compressed + HEADER_SLACK:
+        raise CorruptChunk(
+            f"page of {compressed} bytes at chunk byte {position} claims {uncompressed} uncompressed bytes "
+            f"(chunk: {chunk_uncompressed})"
+        )
+
+
+def check_page_count(count: int, values_seen: int, chunk_values: int, dimension: int, uncompressed: int) -> None:
+    """Refuse (CorruptChunk) a page value count beyond the chunk's remaining values or its page's bytes."""
+    if count > chunk_values - values_seen:
+        raise CorruptChunk(f"page of {count} values after {values_seen}, the chunk holds {chunk_values}")
+    if dimension and count > dimension * max_rows(dimension, uncompressed):
+        raise CorruptChunk(f"page of {uncompressed} bytes claims {count} values")
+
+
+def check_page_headers(read: Callable[[int, int], bytes], layout: ChunkExtent, dimension: int) -> None:
+    """Walk the page headers of a column chunk (their payloads unread) and refuse, by CorruptChunk, a page that
+    exceeds the chunk: run before pyarrow, which sizes its buffers from these headers before decoding."""
+    position, values_seen = 0, 0
+    while position < layout.size:
+        header, header_end = _read_header(read, layout.start, position, layout.size)
+        compressed, uncompressed = header.get(3), header.get(2)
+        if not isinstance(compressed, int) or not isinstance(uncompressed, int):
+            raise CorruptChunk(f"page header at chunk byte {position} without sizes")
+        check_page_sizes(compressed, uncompressed, header_end, layout.size, layout.uncompressed_size, layout.max_ratio)
+        kind = header.get(1)
+        if kind in (_DATA_PAGE, _DATA_PAGE_V2):
+            fields = header.get(5 if kind == _DATA_PAGE else 8) or {}
+            count = fields.get(1) if isinstance(fields, dict) else None
+            if not isinstance(count, int) or count < 0:
+                raise CorruptChunk(f"data page at chunk byte {position} without a value count")
+            check_page_count(count, values_seen, layout.num_values, dimension, uncompressed)
+            values_seen += count
+        position = header_end + compressed
+
+
+def _read_header(read: Callable[[int, int], bytes], start: int, position: int, size: int) -> Tuple[Dict, int]:
+    """(page header fields, chunk position after the header), reading a few hundred bytes, more if it is long."""
+    window = HEADER_PROBE
+    while True:
+        end = min(size, position + window)
+        data = memoryview(read(start + position, start + end)).cast("B")
+        try:
+            header, length = _parse_struct(data, 0)
+            return header, position + length
+        except NotFastPath as exc:
+            if end == size:
+                raise CorruptChunk(f"unreadable page header at chunk byte {position}: {exc}") from exc
+            window *= 16
 
 
 def _length_prefixed(data: memoryview, position: int) -> Tuple[memoryview, int]:
