@@ -19,6 +19,7 @@ from .pipeline import Pipeline
 from .progress import ReadProgress
 from .retry import RetryPolicy
 from .storage import Storage, redact
+from .watchdog import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("embedding_reader")
 DEFAULT_RAM_BUDGET = 2**32
@@ -26,6 +27,7 @@ MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads sa
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
 FIRST_BATCH_MIN_PIECE = 2**20  # over http the first batch is cut into a piece per thread, not below 1 MB each
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
+OUTPUT_KINDS = "fiu"  # output dtypes: floats, signed and unsigned integers (no bool, complex, text, dates)
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
 
@@ -46,15 +48,17 @@ class EmbeddingReader:
         metadata_folder: Optional[str] = None,
         storage_options: Optional[Dict[str, Any]] = None,
         retry_policy: Optional[RetryPolicy] = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
     ):
         folders = _as_folder_list(embeddings_folder)
         format_class(file_format)  # an unknown format fails here, before any listing
+        _check_retry_policy(retry_policy)
         self.embeddings_folder = embeddings_folder
         self.file_format = file_format
         self.embedding_column = embedding_column
         self.meta_columns = _meta_column_list(meta_columns, file_format)
         self.metadata_folder = metadata_folder
-        self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy())
+        self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy(), check_timeout(timeout))
         self._format: Format = self._make_format()
         self.headers: List[FileHeader] = self._format.read_headers([self._storage.strip(f) for f in folders])
 
@@ -209,8 +213,13 @@ class EmbeddingReader:
         return start, min(end, self.count)
 
     def resolve_output_dtype(self, output_dtype: Any) -> np.dtype:
-        """The dtype of the returned embeddings: as asked, or the stored one (in native byte order) for None."""
-        return self.dtype.newbyteorder("=") if output_dtype is None else np.dtype(output_dtype)
+        """The dtype of the returned embeddings: as asked, or the stored one (in native byte order) for None.
+
+        Only real numbers are returned, and never floats cast into integers (which would turn them into zeros).
+        """
+        if output_dtype is None:
+            return self.dtype.newbyteorder("=")
+        return check_output_dtype(output_dtype, self.dtype)
 
     def piece_rows(self, max_piece_size: Optional[int]) -> int:
         """Rows per piece: as asked, else about the storage's piece size of data (local 50 MB, s3 64 MB, else 16)."""
@@ -252,6 +261,50 @@ class EmbeddingReader:
             progress.close()
             iterator.close()  # stop the workers now, not whenever the generator is collected
             self._format.read_finished()
+
+
+def check_output_dtype(output_dtype: Any, stored: np.dtype) -> np.dtype:
+    """`output_dtype` as a numpy dtype: a real number type the stored values cast into without wrapping
+    (ints into wider ints or any float, floats into floats of any width), else InvalidArgumentError naming it."""
+    try:
+        dtype = np.dtype(output_dtype)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"output_dtype={_short_repr(output_dtype)} is not a numpy dtype") from exc
+    if dtype.kind not in OUTPUT_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise InvalidArgumentError(
+            f"output_dtype={_short_repr(output_dtype)} ({dtype}) is not a real number type: use float16/32/64 or an int"
+        )
+    if stored.kind == "f" and dtype.kind != "f":
+        raise InvalidArgumentError(
+            f"output_dtype={_short_repr(output_dtype)} would cast the stored {stored} embeddings into {dtype} "
+            "(fractions lost, out-of-range values wrapped): use a float dtype"
+        )
+    if stored.kind in "iu" and dtype.kind in "iu" and not np.can_cast(stored, dtype, "safe"):
+        raise InvalidArgumentError(
+            f"output_dtype={_short_repr(output_dtype)} cannot hold every stored {stored} value: use a wider type"
+        )
+    return dtype
+
+
+def _check_retry_policy(retry_policy: Any) -> None:
+    """Refuse anything but a RetryPolicy (or None) now, instead of an AttributeError at the first retry."""
+    if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+        raise InvalidArgumentError(
+            f"retry_policy must be an embedding_reader.RetryPolicy or None, got {_short_repr(retry_policy)}"
+        )
+
+
+def _short_repr(value: Any) -> str:
+    """repr of an argument, cut short for an error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
+def check_timeout(timeout: Any) -> float:
+    """Seconds a request may go without progress: a finite number > 0, refused by name otherwise."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise InvalidArgumentError(f"timeout must be a number of seconds > 0, got {_short_repr(timeout)}")
+    return float(timeout)
 
 
 def usable_cores() -> int:

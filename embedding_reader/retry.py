@@ -1,12 +1,14 @@
 """Retries with exponential backoff and jitter, and the rule telling transient errors from permanent ones."""
 
+import math
+import numbers
 import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
-from .errors import EmbeddingReaderError, ReadFailedError, ShortReadError
+from .errors import EmbeddingReaderError, InvalidArgumentError, ReadFailedError, ShortReadError, check_int
 
 T = TypeVar("T")
 
@@ -27,14 +29,19 @@ class RetryPolicy:
     max_delay: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts}")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise ValueError("RetryPolicy delays must be >= 0")
+        check_int("RetryPolicy.max_attempts", self.max_attempts, 1)
+        for name in ("base_delay", "max_delay"):
+            _check_delay(name, getattr(self, name))
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after the given failed attempt (0-based)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+def _check_delay(name: str, value: Any) -> None:
+    """A delay must be a finite real number of seconds >= 0 (NaN or infinity would never or always wait)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < math.inf:
+        raise InvalidArgumentError(f"RetryPolicy.{name} must be a finite number of seconds >= 0, got {value!r}")
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
