@@ -6,17 +6,10 @@ a budget smaller than one batch slows the read down but never deadlocks it. Peak
 about the budget, plus the batch being assembled, plus the batch the caller holds.
 
 Lookahead rule: nothing is read ahead of the first batch, which has every thread, core and connection
-to itself (measured by hand: local npy, 100,000-row batches, first batch 0.065-0.078 s against
-0.089-0.187 s when the next batch's pieces shared the two cores; loopback http, 25,000 rows, 0.33-0.38
-s against 0.39-0.56 s; throttled http, bound by its connections' rates, 0.60-0.66 s either way).
-Afterwards pieces of later batches are read ahead of the oldest one by at most the oldest batch's own
-bytes, or `parallel` pieces when that is more (small batches), so no worker idles: more pieces are
-submitted each time one of the oldest batch's pieces finishes. That keeps few batches in flight
-whatever the budget, so that the batch pool can recycle the arrays the caller drops instead of
-faulting in fresh pages (a fresh page costs several times the copy into it): reading further ahead
-would not read any faster. Measured on loopback http with 25,000-row batches, a lookahead of
-`2 * parallel` pieces allocated 8 of 14 batches fresh, `parallel` pieces 5 of 14, and read 20 to 30%
-faster.
+to itself. Afterwards pieces of later batches are read ahead of the oldest one by at most the oldest batch's
+own bytes, or `parallel` pieces when that is more (small batches), so no worker idles; few batches are in
+flight whatever the budget, so the batch pool can recycle the arrays the caller drops instead of faulting in
+fresh pages. The figures behind both rules are in benchmarks/README.md (Design measurements).
 """
 
 import queue

@@ -155,9 +155,8 @@ class Storage:
 
     @property
     def cuts_first_batch(self) -> bool:
-        """Whether the first batch should be cut into a piece per thread: true where a range is fetched as
-        concurrent parts (http), so smaller pieces bring more connections; not locally or on S3 (measured: no gain,
-        and through moto slower). See README, Time to first batch."""
+        """Whether the first batch should be cut into a piece per thread: where a range is fetched as concurrent
+        parts (http), smaller pieces bring more connections; not locally or on S3 (see benchmarks/README.md)."""
         streamer = self.streamer
         return streamer is not None and streamer.part_bytes is not None
 

@@ -29,26 +29,21 @@ class ReadContext:
 
 StreamInto = Callable[[Any, str, int, memoryview, ReadContext], Awaitable[int]]
 S3_READ_BYTES = 256 * 1024  # per body read: what a socket read gives at most, so nothing is joined
-# http: a piece is fetched as concurrent parts of this size. Servers often cap each connection's rate;
-# measured by hand with 30 ms + 10 MB/s per connection, 4 MB parts read 0.35-0.39 GB/s, whole 16 MB pieces 0.24-0.26.
+# http: a piece is fetched as concurrent parts of this size: servers often cap each connection's rate
+# (benchmarks/README.md, Design measurements).
 HTTP_PART_BYTES = 4 * 2**20
 # a smaller range (a piece of the first batch, cut finer so that it arrives sooner) still gets parts, down to 1 MB
 PARTS_PER_RANGE = 4
 MIN_PART_BYTES = 2**20
 HTTP_PIECE_BYTES = 16 * 2**20  # four concurrent parts per piece: 16 threads make 64 connections
-# s3: one GET per piece. Each request pays its first-byte latency (tens of ms) and a request fee, and through moto a
-# copy of the whole object; a 64 MB range at ~90 MB/s per connection spends about 95% of its time transferring.
+# s3: one GET per piece, each paying its first-byte latency and a request fee: large ranges.
 S3_PIECE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
 class Streamer:
     """How to stream ranges of one filesystem: the coroutine, the part size (None: one request per range) and
-    the piece size that suits it.
-
-    S3 gets one request per range: it bills per request, and measured through moto, 4 MB parts read at
-    a third of the speed of whole pieces, 64 MB pieces at twice the speed of 16 MB ones.
-    """
+    the piece size that suits it. S3 gets one request per range: it bills per request."""
 
     read_into: StreamInto
     part_bytes: Optional[int]
