@@ -53,10 +53,10 @@ $(AF_PY):
 
 $(AF_INSTALLED): pyproject.toml $(AF_CONSTRAINTS) | $(AF_PY)
 	$(AF_PY) -m pip install --quiet --disable-pip-version-check -c $(AF_CONSTRAINTS) \
-		-e . autofaiss faiss-cpu pytest pytest-timeout
+		-e . autofaiss faiss-cpu pyspark pytest pytest-timeout
 	touch $@
 
-autofaiss-env: $(AF_INSTALLED)  ## $(AF_VENV): this package (editable), autofaiss and faiss-cpu on the pinned set
+autofaiss-env: $(AF_INSTALLED)  ## $(AF_VENV): this package (editable), autofaiss, faiss-cpu and pyspark on the pinned set
 
 test-autofaiss: autofaiss-env  ## autofaiss.build_index end to end on collections read by this package
 	$(AF_PY) -m pytest -q -m autofaiss --confcutdir=tests/autofaiss tests/autofaiss

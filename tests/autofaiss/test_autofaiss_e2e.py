@@ -10,6 +10,7 @@ positions to the right rows, and that recall@10 against an exact numpy search is
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -211,3 +212,32 @@ def test_parquet_collection_with_ids(tmp_path, index_key):
         assert recall == 1.0
     else:
         assert recall >= OPQ_MIN_RECALL
+
+
+def test_distributed_on_local_spark(tmp_path, monkeypatch):
+    """distributed="pyspark" on local[2]: the workers unpickle the reader and add their rows; labels are the rows'
+    global indices (1.8.1's order). Skipped where pyspark is not installed (make autofaiss-env installs it)."""
+    sql = pytest.importorskip("pyspark.sql")
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # the workers must import this virtualenv's packages
+    rng = np.random.default_rng(15)
+    paths = write_npy_folder(tmp_path / "emb", rng)
+    queries = clustered(rng, N_QUERIES)
+    spark = sql.SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    try:
+        index, _, _ = build(
+            str(tmp_path / "emb"),
+            tmp_path / "out",
+            index_key="IVF16,Flat",
+            index_param="nprobe=16",
+            metric_type="l2",
+            distributed="pyspark",
+            temporary_indices_folder=str(tmp_path / "spark-tmp"),
+        )
+    finally:
+        spark.stop()
+    rows = stacked_in_1_8_1_order(paths)
+    assert index.ntotal == len(rows)
+    faiss.extract_index_ivf(index).nprobe = 16  # every list: exact
+    _, labels = index.search(rows[::50], 1)
+    np.testing.assert_array_equal(labels[:, 0], np.arange(0, len(rows), 50))
+    assert recall_at_k(index, queries, exact_top_k(rows, queries, "l2"), np.arange(len(rows))) == 1.0
