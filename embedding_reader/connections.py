@@ -43,5 +43,5 @@ def tuned_filesystem(fs: fsspec.AbstractFileSystem) -> fsspec.AbstractFileSystem
     """The filesystem with its own retry loop turned off where it has one (s3fs retries 5 times by default, with
     back-off, inside each of the library's attempts)."""
     if "s3" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)) and hasattr(fs, "retries"):
-        fs.retries = 1  # type: ignore[attr-defined]  # s3fs.S3FileSystem.retries: attempts of its _error_wrapper
+        fs.retries = 1  # s3fs.S3FileSystem.retries: the attempts of its own _error_wrapper
     return fs

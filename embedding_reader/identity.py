@@ -5,7 +5,7 @@ read instead of returning other rows."""
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 from .errors import FileChangedError
 
@@ -57,6 +57,11 @@ class FileIdentities:
         with self._lock:
             known = self._known.get(path)
             self._known[path] = identity if known is None else known.merged(identity, where)
+
+    def only(self, paths: Iterable[str]) -> "FileIdentities":
+        """A copy that knows only these files (what a task shipped to a worker needs)."""
+        with self._lock:
+            return FileIdentities({path: self._known[path] for path in paths if path in self._known})
 
     def size(self, path: str) -> Optional[int]:
         """The size of `path` if some answer or listing gave it."""

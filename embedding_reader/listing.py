@@ -112,7 +112,8 @@ def list_directory(storage: Storage, directory: str, is_root: bool) -> List[Entr
 
     def listing() -> List[Entry]:
         try:
-            return storage.fs.ls(directory, detail=True, refresh=True)
+            entries: List[Entry] = storage.fs.ls(directory, detail=True, refresh=True)
+            return entries
         except FileNotFoundError as exc:
             if is_root:
                 raise NoEmbeddingsFoundError(f"folder not found: {redact(directory)}") from exc

@@ -1,6 +1,6 @@
 """1.8.1's `build_pieces` over a headers DataFrame, planned by this library's own planner."""
 
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import pandas as pd
 
@@ -39,7 +39,7 @@ def build_pieces(
     ]
     end = min(sum(file.count for file in files), end)
     count_before = headers["count_before"].to_numpy(dtype="int64")
-    rows: List[list] = []
+    rows: List[List[Any]] = []
     for piece in iter_pieces(files, batch_size, start, end, max_piece_size):
         batch_first = piece.piece_start + int(count_before[piece.file_index]) - piece.batch_start
         batch_length = min(batch_size, end - batch_first)

@@ -50,7 +50,7 @@ class EmbeddingDatasource(Datasource):
         max_piece_size: Optional[int] = None,
         parallel_pieces: Optional[int] = None,
     ):
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # ray's Datasource.__init__ has no annotations
         for name, value in (("batch_size", batch_size), ("parallel_pieces", parallel_pieces)):
             if value is not None:
                 check_int(name, value, 1)
@@ -83,11 +83,9 @@ class EmbeddingDatasource(Datasource):
         keyword arguments added by later Ray releases are accepted and ignored.
         """
         target = getattr(data_context or ray.data.DataContext.get_current(), "target_max_block_size", None)
-        template = copy.copy(self.reader)  # shipped with every task, with only the headers of the task's files
-        template.headers = []
         limit = per_task_row_limit
         return [
-            self._read_task(template, first, last if limit is None else min(last, first + limit), target)
+            self._read_task(first, last if limit is None else min(last, first + limit), target)
             for first, last in self.task_ranges(parallelism)
         ]
 
@@ -133,15 +131,13 @@ class EmbeddingDatasource(Datasource):
         """Indices [first_file, last_file) of the files holding rows of the non-empty global range [first, last)."""
         return bisect_right(self.file_starts, first) - 1, bisect_left(self.file_starts, last)
 
-    def _read_task(
-        self, template: EmbeddingReader, first: int, last: int, target_block_bytes: Optional[int]
-    ) -> ReadTask:
+    def _read_task(self, first: int, last: int, target_block_bytes: Optional[int]) -> ReadTask:
         """The read task of global rows [first, last): a small picklable callable plus its exact metadata."""
         first_file, last_file = self._file_span(first, last)
         headers = self.reader.headers[first_file:last_file]
         offset = self.file_starts[first_file]
         read = _TaskRead(
-            template=template,
+            template=self.reader._template_for(headers),  # pylint: disable=protected-access
             headers=headers,
             start=first - offset,
             end=last - offset,
@@ -175,7 +171,8 @@ def read_datasource(
     """`ray.data.read_datasource` of the datasource, about `override_num_blocks` read tasks if given."""
     if override_num_blocks is not None:
         ray_args["override_num_blocks"] = check_int("override_num_blocks", override_num_blocks, 1)
-    return ray.data.read_datasource(datasource, **ray_args)
+    dataset: ray.data.Dataset = ray.data.read_datasource(datasource, **ray_args)
+    return dataset
 
 
 @dataclasses.dataclass(frozen=True)

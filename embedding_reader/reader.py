@@ -1,5 +1,6 @@
 """EmbeddingReader: the facade that picks a format, reads the headers once, and plans and runs reads."""
 
+import copy
 import logging
 import os
 import threading
@@ -132,6 +133,15 @@ class EmbeddingReader:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._format = self._make_format()
+
+    def _template_for(self, headers: Sequence[FileHeader]) -> "EmbeddingReader":
+        """A copy without headers whose storage knows only these files: what a task shipped to a worker carries."""
+        template = copy.copy(self)
+        template.headers = []
+        template.__dict__.pop("_legacy_view", None)
+        paths = [path for header in headers for path in (header.path, header.parquet and header.parquet.path) if path]
+        template._storage = self._storage.for_files(paths)
+        return template
 
     def split(self, n: int) -> List[Tuple[int, int]]:
         """n contiguous, balanced (start, end) ranges covering [0, count), for spreading a read over workers."""

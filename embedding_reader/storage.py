@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -135,6 +135,12 @@ class Storage:
         """True when reads can go straight from a local file into a numpy buffer."""
         return isinstance(self.fs, LocalFileSystem)
 
+    def for_files(self, paths: Iterable[str]) -> "Storage":
+        """A copy (same filesystem and settings) that knows the identities of these files only."""
+        copy = Storage.__new__(Storage)
+        copy.__setstate__({**self.__getstate__(), "identities": self.identities.only(paths)})
+        return copy
+
     @property
     def context(self) -> ReadContext:
         """What streamed reads check their answers against (file identities) and how long they wait (timeout)."""
@@ -171,7 +177,7 @@ class Storage:
             raise InvalidArgumentError(
                 f"all folders must be on one filesystem: {redact(url)} is not on {self.protocol!r}"
             )
-        return self.fs._strip_protocol(url)  # pylint: disable=protected-access
+        return str(self.fs._strip_protocol(url))  # pylint: disable=protected-access
 
     def find(self, folder: str, extension: str) -> List[FileEntry]:
         """Files under `folder` (recursively) ending with `extension`, sorted, with their sizes when known.
@@ -265,9 +271,9 @@ class Storage:
         `fs.cat_file`; on an async filesystem, abandoned (its request aborted) soon after `cancel` is set."""
         fs = self.fs
         if not getattr(fs, "async_impl", False):
-            return fs.cat_file(path, start=start, end=end)
+            return bytes(fs.cat_file(path, start=start, end=end))
         coroutine = self._range_fetcher()(path, start, end)
-        return self._run_async(coroutine, byte_range(path, start, end), cancel)
+        return bytes(self._run_async(coroutine, byte_range(path, start, end), cancel))
 
     def _run_async(self, coroutine: Any, where: str, cancel: Optional[threading.Event]) -> Any:
         """Run a coroutine on the filesystem's event loop; abandon it (aborting its request) once `cancel` is set.
@@ -285,7 +291,9 @@ class Storage:
             raise
         return request.result()
 
-    def _stream_exact(self, streamer: Streamer, path: str, start: int, out: memoryview, cancel) -> None:
+    def _stream_exact(
+        self, streamer: Streamer, path: str, start: int, out: memoryview, cancel: Optional[threading.Event]
+    ) -> None:
         """Stream bytes [start, start + len(out)) into `out`, as concurrent parts if the filesystem wants them.
 
         Parts multiply the connections a piece uses without more threads. Each attempt fetches the parts

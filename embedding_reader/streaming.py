@@ -140,7 +140,8 @@ def _http_answer(where: str, response: Any, start: int, length: int) -> Tuple[in
 
 def _http_version(headers: Any) -> Optional[str]:
     """The version tag an http answer carries: its ETag, else its Last-Modified date."""
-    return headers.get("ETag") or headers.get("Last-Modified")
+    tag = headers.get("ETag") or headers.get("Last-Modified")
+    return None if tag is None else str(tag)
 
 
 async def _s3_into(fs: Any, path: str, start: int, out: memoryview, context: ReadContext) -> int:
