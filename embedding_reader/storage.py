@@ -350,6 +350,12 @@ class Storage:
                     raise CorruptFileError(f"{byte_range(path, start, end)}: file ends early, after {filled} bytes")
                 filled += got
 
+    def check_unchanged(self, path: str) -> None:
+        """FileChangedError if a local file is no longer what it was at open (remote answers are checked as they
+        come); for reads that bypass `read_into`, such as pyarrow opening the file itself."""
+        if self.is_local:
+            self.identities.observe(path, local_identity(os.stat(path)), redact(path))
+
     def size(self, path: str) -> int:
         """Size in bytes of a file just listed (one metadata request for remote files).
 

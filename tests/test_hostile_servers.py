@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from embedding_reader import EmbeddingReader, ReadFailedError, RetryPolicy
+from embedding_reader import CorruptFileError, EmbeddingReader, ReadFailedError, RetryPolicy
 from embedding_reader.errors import FileChangedError
 from tests.support.collections import read_all, write_npy_collection, write_parquet_collection
 from tests.support.hostile_server import HostileServer, Misbehaviour, Script
@@ -292,3 +292,25 @@ def test_stock_http_server_ignoring_range_is_refused_before_its_bodies(collectio
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_http_npy_shorter_than_its_header_is_corrupt_at_open(collection):
+    """Over http the listing gives no sizes: the header read's Content-Range total is the file's size, so a file
+    shorter than its header says is a CorruptFileError at open, not a read failing after retries."""
+    path = collection.paths[1]
+    os.truncate(path, os.path.getsize(path) - 64 * 4 * 10)  # ten rows short
+    with HostileServer(os.path.dirname(collection.folder)) as server:
+        started = time.monotonic()
+        with pytest.raises(CorruptFileError, match=r"emb_0001.npy: file has \d+ bytes but its header"):
+            EmbeddingReader(f"{server.url}/emb/", retry_policy=RetryPolicy(8))
+        assert time.monotonic() - started < 3
+
+
+def test_local_parquet_rewritten_after_open_through_pyarrow(tmp_path):
+    """Files the direct decoder leaves to pyarrow (here float16 values) are opened by pyarrow itself: checked too."""
+    collection = write_parquet_collection(tmp_path / "emb", [50, 50], dim=8, dtype="float16", row_group_size=25)
+    reader = EmbeddingReader(collection.folder, file_format="parquet")
+    before = os.stat(collection.paths[1])
+    os.utime(collection.paths[1], ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    error, _ = timed_failure(reader, FileChangedError)
+    assert "part_0001.parquet" in str(error)

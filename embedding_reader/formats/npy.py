@@ -141,7 +141,8 @@ class NpyFormat(Format):
         missing = [(path, len(probe), offset) for (path, _), probe, offset in zip(files, probes, offsets)]
         rests = iter(self.storage.read_ranges([request for request in missing if request[1] < request[2]]))
         headers = []
-        for (path, size), probe, offset in zip(files, probes, offsets):
+        for (path, listed), probe, offset in zip(files, probes, offsets):
+            size = listed if listed is not None else self.storage.identities.size(path)  # over http: the answer's
             complete = probe[:offset] if len(probe) >= offset else probe + next(rests)
             headers.append(parse_npy_header(path, complete, size))
         return headers

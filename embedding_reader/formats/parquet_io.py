@@ -298,6 +298,7 @@ class ParquetIO:
     def _open(self, footer, metadata, groups, columns, cancel):
         """A file object for pyarrow: the real file when local, else the prefetched column chunks."""
         if self.storage.is_local:
+            self.storage.check_unchanged(footer.path)
             return pa.OSFile(footer.path, "rb")  # arrow reads it natively: no GIL, no Python bytes copy
         ranges = _merge(_column_chunk_ranges(metadata, groups, columns))
         parts = {start: self.storage.read_range(footer.path, start, end, cancel) for start, end in ranges}
