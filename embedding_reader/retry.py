@@ -1,5 +1,6 @@
 """Retries with exponential backoff and jitter, and the rule telling transient errors from permanent ones."""
 
+import logging
 import math
 import numbers
 import random
@@ -8,9 +9,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
-from .errors import EmbeddingReaderError, InvalidArgumentError, ReadFailedError, ShortReadError, check_int
+from .errors import (
+    EmbeddingReaderError,
+    InvalidArgumentError,
+    ReadFailedError,
+    ShortReadError,
+    StalledReadError,
+    check_int,
+)
 
 T = TypeVar("T")
+logger = logging.getLogger("embedding_reader")
 
 _PERMANENT_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -100,8 +109,24 @@ def call_with_retries(
                 raise ReadFailedError(
                     f"{describe}: failed after {policy.max_attempts} attempts: {_summary(exc)}"
                 ) from exc
-            _sleep(policy.delay(attempt), cancel)
+            delay = policy.delay(attempt)
+            _log_retry(describe, attempt, policy, exc, delay)
+            _sleep(delay, cancel)
     raise AssertionError("unreachable")
+
+
+def _log_retry(describe: str, attempt: int, policy: RetryPolicy, exc: BaseException, delay: float) -> None:
+    """A stall (a whole timeout spent waiting) is worth a WARNING; the other transient faults are routine: DEBUG."""
+    level = logging.WARNING if isinstance(exc, StalledReadError) else logging.DEBUG
+    logger.log(
+        level,
+        "%s: attempt %d of %d failed (%s), retrying in %.2f s",
+        describe,
+        attempt + 1,
+        policy.max_attempts,
+        _summary(exc),
+        delay,
+    )
 
 
 def _sleep(seconds: float, cancel: Optional[threading.Event]) -> None:

@@ -314,3 +314,22 @@ def test_local_parquet_rewritten_after_open_through_pyarrow(tmp_path):
     os.utime(collection.paths[1], ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
     error, _ = timed_failure(reader, FileChangedError)
     assert "part_0001.parquet" in str(error)
+
+
+def test_retries_are_logged_stalls_as_warnings(collection, caplog):
+    """What happened goes to the 'embedding_reader' logger: a stall (a whole timeout lost) as a WARNING, other
+    retried faults at DEBUG; nothing is printed."""
+    import logging
+
+    script = Script(Misbehaviour.STALL_BEFORE_ANSWER, min_start=1, times=1)
+    with HostileServer(os.path.dirname(collection.folder), script) as server:
+        reader = open_reader(f"{server.url}/emb/")
+        with caplog.at_level(logging.DEBUG, logger="embedding_reader"):
+            assert_exact(read(reader, parallel_pieces=1), collection)
+        script.misbehaviour, script.times, script.played = Misbehaviour.SHIFTED_RANGE, 1, 0
+        with caplog.at_level(logging.DEBUG, logger="embedding_reader"):
+            assert_exact(read(reader, parallel_pieces=1), collection)
+    stalls = [r for r in caplog.records if "StalledReadError" in r.getMessage()]
+    shifted = [r for r in caplog.records if "not the range asked" in r.getMessage()]
+    assert [r.levelno for r in stalls] == [logging.WARNING] and "attempt 1 of 3 failed" in stalls[0].getMessage()
+    assert [r.levelno for r in shifted] == [logging.DEBUG]

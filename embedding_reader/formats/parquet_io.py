@@ -7,6 +7,7 @@ exact, retried range read; footers are cached per process so a file's footer cro
 import contextlib
 import functools
 import io
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
@@ -31,6 +32,7 @@ from .parquet_pages import (
     max_ratio,
 )
 
+logger = logging.getLogger("embedding_reader")
 TAIL_PROBE_BYTES = 64 * 1024
 FOOTER_CACHE_SIZE = 256
 DECODED_CACHE_SIZE = 4  # shared chunks or decodes awaiting the rest of their pieces; bounded in case a read stops early
@@ -202,7 +204,8 @@ class ParquetIO:
                 with _naming(footer.path, group, column):
                     self._decode_chunk(footer, group, layout, lo - group_start, out[lo - first : hi - first], cancel)
                 group_start += footer.row_groups[group]
-        except NotFastPath:
+        except NotFastPath as reason:
+            logger.debug("%s: decoded by pyarrow (%s)", redact(footer.path), reason)
             self._pyarrow_only.add(footer.path)
             return False
         return True
