@@ -18,7 +18,7 @@ def pooled_http_client(timeout: float) -> Any:
         import aiohttp  # pylint: disable=import-outside-toplevel  # only http reads need it (an optional extra)
 
         client_kwargs.setdefault("connector", aiohttp.TCPConnector(limit=MAX_CONNECTIONS))
-        client_kwargs.setdefault("timeout", aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout))
+        client_kwargs.setdefault("timeout", _aiohttp_timeout(timeout))
         return aiohttp.ClientSession(**client_kwargs)
 
     return get_client
@@ -36,7 +36,20 @@ def client_options(protocol: str, options: Dict[str, Any], timeout: float) -> Di
             "retries": {"total_max_attempts": 1},
         }
         return {**options, "config_kwargs": {**defaults, **(options.get("config_kwargs") or {})}}
+    if protocol in ("gs", "gcs"):
+        return {
+            **options,
+            "session_kwargs": {"timeout": _aiohttp_timeout(timeout), **options.get("session_kwargs", {})},
+        }
     return options
+
+
+def _aiohttp_timeout(timeout: float) -> Any:
+    """aiohttp's socket timeouts: connecting, and waiting for the next bytes (not a total, which a large slow but
+    progressing read would exceed)."""
+    import aiohttp  # pylint: disable=import-outside-toplevel  # only remote reads need it (an optional extra)
+
+    return aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout)
 
 
 def tuned_filesystem(fs: fsspec.AbstractFileSystem) -> fsspec.AbstractFileSystem:
