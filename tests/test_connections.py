@@ -1,6 +1,7 @@
 """Connection pools: opening many files keeps MAX_CONNECTIONS requests in flight over http and s3 (aiohttp alone
-allows 100, botocore 10), and a pool the user configured is kept. Counted at a loopback server whose latency holds every request long enough for the client to
-open all the connections it may. Rows read over these servers are checked in test_remote.py."""
+allows 100, botocore 10), and a pool the user configured is kept. Counted at a loopback server whose latency holds
+every request long enough for the client to open all the connections it may. Rows read over these servers are
+checked in test_remote.py."""
 
 from __future__ import annotations
 
