@@ -2,22 +2,24 @@
 
 import threading
 from abc import ABC, abstractmethod
-from typing import List, Optional, Sequence, Set
+from collections import Counter
+from typing import Callable, List, Optional, Sequence, Set
 
 import numpy as np
 import pandas as pd
 
-from ..errors import InconsistentCollectionError, NoEmbeddingsFoundError
+from ..errors import EmbeddingReaderError, InconsistentCollectionError, NoEmbeddingsFoundError
 from ..header import FileHeader
 from ..pieces import Piece, units_covering
 from ..storage import FileEntry, Storage, redact
+from .checks import HEADER, Checks, Survey
 
 
 class Format(ABC):
     """A file format: finds its files, reads their headers, and reads one piece into a batch slice.
 
-    Subclasses set `name` and `extension` and implement `read_headers` and `read_piece`; listing,
-    planning, parallel fetching, the RAM budget, retries and batch assembly live elsewhere, once.
+    Subclasses set `name` and `extension` and implement `survey` (the open's steps, against a Checks) and
+    `read_piece`; listing, planning, parallel fetching, the RAM budget, retries and batch assembly live elsewhere.
     """
 
     name: str = ""
@@ -35,9 +37,13 @@ class Format(ABC):
         self.meta_columns = list(meta_columns or [])
         self.metadata_folder = metadata_folder
 
-    @abstractmethod
     def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
         """Headers of every file of the collection, in reading order, validated and consistent."""
+        return self.survey(folders, Checks()).consistent
+
+    @abstractmethod
+    def survey(self, folders: Sequence[str], checks: Checks) -> Survey:
+        """List, read and check the collection's files, every problem sent to `checks` (see checks.py)."""
 
     @abstractmethod
     def read_piece(
@@ -54,38 +60,73 @@ class Format(ABC):
         metadata_groups = header.parquet.row_groups if header.parquet else ()
         return decoded_rows(piece, metadata_groups) * header.meta_bytes_per_row
 
-    def list_files(self, folders: Sequence[str], extension: str = "") -> List[FileEntry]:
+    def survey_files(
+        self, folders: Sequence[str], checks: Checks, read: Callable[[Sequence[FileEntry]], List[FileHeader]]
+    ) -> Survey:
+        """The survey of self-contained files: list them, read each one's header with `read`, compare them."""
+        files = self.list_files(folders, checks=checks)
+        headers = checks.each(read, files, HEADER)
+        consistent = check_consistent([header for header in headers if header is not None], checks)
+        return Survey(files, headers, consistent)
+
+    def list_files(
+        self, folders: Sequence[str], extension: str = "", checks: Optional[Checks] = None
+    ) -> List[FileEntry]:
         """(path, size) of every file with the format's extension under the folders, all paths sorted together
         (as 1.8.1 orders them: a row's global index does not depend on the order the folders are given in)."""
-        extension = extension or self.extension
+        checks = checks or Checks()
         files: Set[FileEntry] = set()
         for folder in folders:
-            found = self.storage.find(folder, extension)
-            if not found:
-                raise NoEmbeddingsFoundError(f"no {extension} file found in {redact(folder)}")
-            files.update(found)
+            files.update(checks.attempt(self.find_files, folder, extension or self.extension) or [])
         return sorted(files)
 
+    def find_files(self, folder: str, extension: str) -> List[FileEntry]:
+        """The files of one folder; a missing folder, or one without any such file, is refused."""
+        found = self.storage.find(folder, extension)
+        if not found:
+            raise NoEmbeddingsFoundError(f"no {extension} file found in {redact(folder)}")
+        return found
 
-def check_consistent(headers: Sequence[FileHeader]) -> List[FileHeader]:
+
+def check_consistent(headers: Sequence[FileHeader], checks: Optional[Checks] = None) -> List[FileHeader]:
     """Drop empty files and make sure every other file has the same dimension and dtype (float widths may mix:
-    each file is cast into the output dtype, as 1.8.1 reads them)."""
+    each file is cast into the output dtype, as 1.8.1 reads them). Compared with the first file when strict, with
+    the most common kind of file when collecting (so that the odd file out is the one reported)."""
+    checks = checks or Checks()
     non_empty = [header for header in headers if header.count > 0]
     if not non_empty:
-        raise NoEmbeddingsFoundError(f"all {len(headers)} files are empty (0 rows), e.g. {redact(headers[0].path)}")
-    reference = non_empty[0]
-    for header in non_empty[1:]:
-        if header.dimension != reference.dimension:
-            raise InconsistentCollectionError(
-                f"dimension {header.dimension} in {redact(header.path)} differs from "
-                f"{reference.dimension} in {redact(reference.path)}"
+        if headers:
+            checks.report(
+                NoEmbeddingsFoundError(f"all {len(headers)} files are empty (0 rows), e.g. {redact(headers[0].path)}")
             )
-        if header.dtype != reference.dtype and not _both_floats(header, reference):
-            raise InconsistentCollectionError(
-                f"dtype {np.dtype(header.dtype)} in {redact(header.path)} differs from "
-                f"{np.dtype(reference.dtype)} in {redact(reference.path)}"
-            )
+        return []
+    reference = _most_common(non_empty) if checks.collect else non_empty[0]
+    for header in non_empty:
+        mismatch = _mismatch(header, reference)
+        if mismatch is not None:
+            checks.report(mismatch)
     return non_empty
+
+
+def _mismatch(header: FileHeader, reference: FileHeader) -> Optional[EmbeddingReaderError]:
+    """Why a file cannot be read with the reference file, if it cannot."""
+    if header.dimension != reference.dimension:
+        return InconsistentCollectionError(
+            f"dimension {header.dimension} in {redact(header.path)} differs from "
+            f"{reference.dimension} in {redact(reference.path)}"
+        )
+    if header.dtype != reference.dtype and not _both_floats(header, reference):
+        return InconsistentCollectionError(
+            f"dtype {np.dtype(header.dtype)} in {redact(header.path)} differs from "
+            f"{np.dtype(reference.dtype)} in {redact(reference.path)}"
+        )
+    return None
+
+
+def _most_common(headers: Sequence[FileHeader]) -> FileHeader:
+    """The first file of the most common (dimension, dtype)."""
+    usual = Counter((header.dimension, header.dtype) for header in headers).most_common(1)[0][0]
+    return next(header for header in headers if (header.dimension, header.dtype) == usual)
 
 
 def _both_floats(header: FileHeader, other: FileHeader) -> bool:

@@ -14,7 +14,8 @@ from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader
 from ..pieces import Piece
 from ..storage import redact
-from .base import Format, check_consistent
+from .base import Format
+from .checks import Checks, Survey
 
 PROBE_BYTES = 256  # np.save writes 128-byte headers; one read usually gets the whole header
 # np.save writes under 200 bytes for a 2-D numeric array; other writers pad more (70,000 bytes are read, as
@@ -129,8 +130,8 @@ class NpyFormat(Format):
     name = "npy"
     extension = ".npy"
 
-    def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
-        return check_consistent(self.read_npy_headers(self.list_files(folders)))
+    def survey(self, folders: Sequence[str], checks: Checks) -> Survey:
+        return self.survey_files(folders, checks, self.read_npy_headers)
 
     def read_npy_headers(self, files: Sequence[Tuple[str, Optional[int]]]) -> List[FileHeader]:
         """Headers of the npy files, read in parallel: one exact range read each (two for long headers)."""

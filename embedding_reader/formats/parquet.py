@@ -12,8 +12,9 @@ from ..casts import cast_into
 from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader, ParquetFooter
 from ..pieces import Piece
-from ..storage import redact
-from .base import Format, check_consistent, decoded_rows
+from ..storage import FileEntry, redact
+from .base import Format, decoded_rows
+from .checks import Checks, Survey
 from .parquet_io import ParquetIO, check_columns, leaf_columns
 from .parquet_pages import max_rows
 
@@ -82,9 +83,12 @@ class ParquetFormat(Format):
         super().__init__(*args, **kwargs)
         self.parquet = ParquetIO(self.storage)
 
-    def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
-        footers = self.parquet.read_footers(self.list_files(folders))
-        return check_consistent([self.file_header(footer, metadata) for footer, metadata in footers])
+    def survey(self, folders: Sequence[str], checks: Checks) -> Survey:
+        return self.survey_files(folders, checks, self.read_file_headers)
+
+    def read_file_headers(self, files: Sequence[FileEntry]) -> List[FileHeader]:
+        """Headers of the parquet files, their footers read concurrently, each checked (see file_header)."""
+        return [self.file_header(footer, metadata) for footer, metadata in self.parquet.read_footers(files)]
 
     def file_header(self, footer: ParquetFooter, metadata: pq.FileMetaData) -> FileHeader:
         """One file's header from its footer, after checking its columns and embedding type."""

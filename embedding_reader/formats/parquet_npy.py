@@ -10,16 +10,19 @@ position. Rows keep the npy files' sorted path order (1.8.1's, which defines the
 import re
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from typing import Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..errors import InconsistentCollectionError, InvalidArgumentError
-from ..header import FileHeader
+from ..header import FileHeader, ParquetFooter
 from ..pieces import Piece
 from ..storage import FileEntry, redact
 from .base import check_consistent
+from .checks import HEADER, METADATA, PAIRING, Checks, Survey
 from .npy import NpyFormat
 from .parquet import meta_bytes_per_row
 from .parquet_io import ParquetIO, check_columns
@@ -28,6 +31,7 @@ UNMATCHED_SHOWN = 6  # unmatched file names an error lists
 _NUMBER = re.compile(r"\d+")
 
 Pair = Tuple[FileEntry, FileEntry]
+Footer = Tuple[ParquetFooter, pq.FileMetaData]
 
 
 class ParquetNpyFormat(NpyFormat):
@@ -42,14 +46,38 @@ class ParquetNpyFormat(NpyFormat):
             raise InvalidArgumentError("file_format='parquet_npy' needs metadata_folder (the folder of parquet files)")
         self.parquet = ParquetIO(self.storage)
 
-    def read_headers(self, folders: Sequence[str]) -> List[FileHeader]:
+    def survey(self, folders: Sequence[str], checks: Checks) -> Survey:
         metadata_folder = str(self.metadata_folder)
-        pairs = pair_files(
-            self.list_files(folders), folders, self.list_files([metadata_folder], ".parquet"), metadata_folder
-        )
-        headers = self.read_npy_headers([npy for npy, _ in pairs])
-        footers = self.parquet.read_footers([parquet for _, parquet in pairs])
-        return check_consistent([self.pair(header, *footer) for header, footer in zip(headers, footers)])
+        files = self.list_files(folders, checks=checks)
+        metadata_files = self.list_files([metadata_folder], ".parquet", checks)
+        pairing = match_files(files, folders, metadata_files, metadata_folder)
+        if pairing.error is not None:
+            checks.report(pairing.error)
+        headers = checks.each(self.read_npy_headers, files, HEADER)
+        metadata_of = {npy: metadata_files[k] for (npy, _), k in zip(files, pairing.matched) if k is not None}
+        footers = self._footers([*metadata_of.values(), *(metadata_files[k] for k in pairing.unmatched)], checks)
+        paired = [self._paired(header, metadata_of, footers, checks) for header in headers]
+        survey = Survey(files, paired, check_consistent([h for h in paired if h is not None], checks), metadata_files)
+        survey.metadata_of = {npy: path for npy, (path, _) in metadata_of.items()}
+        return survey
+
+    def _footers(self, metadata_files: Sequence[FileEntry], checks: Checks) -> Dict[str, Footer]:
+        """The footers of the metadata files (paired ones first, in the npy files' order), by path."""
+        footers = checks.each(self.parquet.read_footers, metadata_files, METADATA)
+        return {path: footer for (path, _), footer in zip(metadata_files, footers) if footer is not None}
+
+    def _paired(
+        self,
+        header: Optional[FileHeader],
+        metadata_of: Dict[str, FileEntry],
+        footers: Dict[str, Footer],
+        checks: Checks,
+    ) -> Optional[FileHeader]:
+        """The npy header joined with its metadata file's footer when both read well; else what there is of it."""
+        if header is None or header.path not in metadata_of or metadata_of[header.path][0] not in footers:
+            return header
+        footer = footers[metadata_of[header.path][0]]
+        return checks.attempt(self.pair, header, *footer, step=PAIRING, path=header.path) or header
 
     def pair(self, header: FileHeader, footer, metadata) -> FileHeader:
         """The npy header joined with its metadata file's footer, after checking they hold the same rows."""
@@ -84,6 +112,16 @@ class ParquetNpyFormat(NpyFormat):
         return table.to_pandas()
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """For each npy file the index of its parquet file (None: unmatched), the parquet files no npy file pairs with,
+    and the error refusing the collection when any file is unmatched."""
+
+    matched: List[Optional[int]]
+    unmatched: List[int]
+    error: Optional[InconsistentCollectionError]
+
+
 def pair_files(
     embedding_files: Sequence[FileEntry],
     folders: Sequence[str],
@@ -91,19 +129,36 @@ def pair_files(
     metadata_folder: str,
 ) -> List[Pair]:
     """Each npy file, in the given order, with its parquet file (the rule in the module docstring)."""
+    pairing = match_files(embedding_files, folders, metadata_files, metadata_folder)
+    if pairing.error is not None:
+        raise pairing.error
+    return [(npy, metadata_files[k]) for npy, k in zip(embedding_files, pairing.matched) if k is not None]
+
+
+def match_files(
+    embedding_files: Sequence[FileEntry],
+    folders: Sequence[str],
+    metadata_files: Sequence[FileEntry],
+    metadata_folder: str,
+) -> Pairing:
+    """Which parquet file each npy file pairs with, by the rule in the module docstring; every file that does not
+    pair one to one is named in the error (the first UNMATCHED_SHOWN of them)."""
     npy_names = [_relative(path, folders) for path, _ in embedding_files]
     parquet_names = [_relative(path, [metadata_folder]) for path, _ in metadata_files]
     npy_keys, parquet_keys = _pairing_keys(_stems(npy_names, ".npy"), _stems(parquet_names, ".parquet"))
-    matched = _match(npy_keys, parquet_keys)
-    if matched is None:
-        unmatched = _unmatched(npy_keys, parquet_keys, npy_names) + _unmatched(parquet_keys, npy_keys, parquet_names)
-        shown = ", ".join(unmatched[:UNMATCHED_SHOWN]) + (" ..." if len(unmatched) > UNMATCHED_SHOWN else "")
-        raise InconsistentCollectionError(
-            f"{len(embedding_files)} npy files in {redact(str(list(folders)))} and {len(metadata_files)} parquet "
-            f"files in {redact(metadata_folder)} pair neither by name nor by the last number in their names "
-            f"(unmatched: {shown}): they must pair one to one"
-        )
-    return [(npy, metadata_files[k]) for npy, k in zip(embedding_files, matched)]
+    matched, unmatched_parquet = _match(npy_keys, parquet_keys), _unmatched(parquet_keys, npy_keys)
+    unmatched = [npy_names[i] for i, k in enumerate(matched) if k is None] + [
+        parquet_names[k] for k in unmatched_parquet
+    ]
+    if not unmatched:
+        return Pairing(matched, [], None)
+    shown = ", ".join(unmatched[:UNMATCHED_SHOWN]) + (" ..." if len(unmatched) > UNMATCHED_SHOWN else "")
+    error = InconsistentCollectionError(
+        f"{len(embedding_files)} npy files in {redact(str(list(folders)))} and {len(metadata_files)} parquet "
+        f"files in {redact(metadata_folder)} pair neither by name nor by the last number in their names "
+        f"(unmatched: {shown}): they must pair one to one"
+    )
+    return Pairing(matched, unmatched_parquet, error)
 
 
 def _pairing_keys(npy_stems: List[str], parquet_stems: List[str]) -> Tuple[List[Hashable], List[Hashable]]:
@@ -115,18 +170,17 @@ def _pairing_keys(npy_stems: List[str], parquet_stems: List[str]) -> Tuple[List[
     return list(npy_stems), list(parquet_stems)
 
 
-def _match(left: Sequence[Hashable], right: Sequence[Hashable]) -> Optional[List[int]]:
-    """For each left key, the index of the same key on the right; None unless the keys pair one to one."""
+def _match(left: Sequence[Hashable], right: Sequence[Hashable]) -> List[Optional[int]]:
+    """For each left key, the index of the same key on the right if it is on each side once; else None."""
     where: Dict[Hashable, int] = {key: k for k, key in enumerate(right)}
-    if len(where) != len(right) or len(set(left)) != len(left) or set(left) != set(where):
-        return None
-    return [where[key] for key in left]
+    left_counts, right_counts = Counter(left), Counter(right)
+    return [where[key] if left_counts[key] == 1 and right_counts.get(key) == 1 else None for key in left]
 
 
-def _unmatched(keys: Sequence[Hashable], other: Sequence[Hashable], names: Sequence[str]) -> List[str]:
-    """The names whose key is missing on the other side or repeated on their own."""
+def _unmatched(keys: Sequence[Hashable], other: Sequence[Hashable]) -> List[int]:
+    """The indices of the keys missing on the other side or repeated on their own."""
     counts, others = Counter(keys), set(other)
-    return [name for key, name in zip(keys, names) if counts[key] > 1 or key not in others]
+    return [k for k, key in enumerate(keys) if counts[key] > 1 or key not in others]
 
 
 def _relative(path: str, roots: Sequence[str]) -> str:
