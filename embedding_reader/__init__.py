@@ -15,16 +15,21 @@ from .errors import (
     UnsupportedFileError,
 )
 from .header import FileHeader, ParquetFooter
+from .inspection import FILE_FORMATS, CollectionReport, FileReport, detect_format, inspect_collection
 from .pieces import Piece, build_pieces
 from .reader import EmbeddingReader
 from .retry import RetryPolicy
+from .storage import redact
 
 __all__ = [
+    "FILE_FORMATS",
+    "CollectionReport",
     "CorruptFileError",
     "EmbeddingReader",
     "EmbeddingReaderError",
     "FileChangedError",
     "FileHeader",
+    "FileReport",
     "InconsistentCollectionError",
     "InvalidArgumentError",
     "MissingColumnError",
@@ -37,4 +42,7 @@ __all__ = [
     "StalledReadError",
     "UnsupportedFileError",
     "build_pieces",
+    "detect_format",
+    "inspect_collection",
+    "redact",
 ]

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embedding_reader.cli import byte_size, main, storage_option
+from embedding_reader.cli import main
+from embedding_reader.cli.common import byte_size, storage_option
 from tests.support.collections import (
     Collection,
     sample_meta,
@@ -308,7 +309,7 @@ def test_argument_parsers() -> None:
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    for argv in ([], ["info", str(tmp_path)], ["bench", str(tmp_path), "-f", "npy", "--max-ram", "lots"]):
+    for argv in ([], ["info", str(tmp_path), "-f", "csv"], ["bench", str(tmp_path), "-f", "npy", "--max-ram", "lots"]):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2
