@@ -212,6 +212,26 @@ def test_validate_deep_reports_each_unreadable_file(capsys: pytest.CaptureFixtur
     assert lines[2] == "invalid: 2 problems in 5 files (parquet)"
 
 
+def test_format_is_detected_when_not_given(capsys: pytest.CaptureFixture[str], collection: Collection) -> None:
+    args = [str(collection.folder)]
+    args += ["--metadata-folder", collection.metadata_folder] if collection.metadata_folder else []
+    code, report = run_json(capsys, "info", *args)
+    assert code == 0 and report["format"] == collection.file_format and report["count"] == 80
+    code, out, _ = run(capsys, "validate", *args)
+    assert code == 0 and out.startswith(f"ok: 2 files ({collection.file_format}), 80 embeddings")
+
+
+def test_ambiguous_folder_needs_a_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write_parquet_npy_collection(tmp_path / "both", [10, 20], dim=4)
+    code, out, err = run(capsys, "info", str(tmp_path / "both"))
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: both .npy (2) and .parquet (2) files found in {tmp_path / 'both'}: give the format")
+    code, out, _ = run(capsys, "validate", str(tmp_path / "both"))
+    assert code == 1 and out.splitlines()[-1] == "invalid: 1 problem in 0 files (format unknown)"
+    code, out, _ = run(capsys, "validate", str(tmp_path / "both"), "--format", "npy")
+    assert code == 0 and out.startswith("ok: 2 files (npy), 30 embeddings")
+
+
 # ------------------------------------------------------------------------------------------------ bench
 
 
