@@ -20,7 +20,7 @@ from .pipeline import Pipeline
 from .progress import ReadProgress
 from .retry import RetryPolicy
 from .storage import Storage, redact
-from .watchdog import DEFAULT_TIMEOUT_S
+from .storage.watchdog import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger("embedding_reader")
 DEFAULT_RAM_BUDGET = 2**32

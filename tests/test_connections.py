@@ -11,14 +11,13 @@ import aiohttp
 import pytest
 
 from embedding_reader import EmbeddingReader
-from embedding_reader.connections import MAX_CONNECTIONS
-from embedding_reader.storage import HEADER_READ_CONCURRENCY
+from embedding_reader.storage.http import MAX_CONNECTIONS
 from tests.support.collections import write_npy_collection
 
 pytestmark = pytest.mark.timeout(120)
 
-FILES = HEADER_READ_CONCURRENCY + 40
-LATENCY_S = 0.5  # all HEADER_READ_CONCURRENCY first requests are sent long before the first answer comes back
+FILES = MAX_CONNECTIONS + 40
+LATENCY_S = 0.5  # all MAX_CONNECTIONS first requests are sent long before the first answer comes back
 S3_LATENCY_S = 2.0  # botocore signs each request: more CPU per request, so more margin
 USER_LIMIT = 7
 
@@ -52,7 +51,6 @@ def open_collection(url: str, collection, **storage_options) -> None:
 @pytest.mark.parametrize("options", [{}, {"headers": {"X-Test": "1"}}])
 def test_http_opens_max_connections(http_server_factory, many_files, options):
     """With or without storage options, header reads fill the pool of MAX_CONNECTIONS (aiohttp alone: 100)."""
-    assert HEADER_READ_CONCURRENCY == MAX_CONNECTIONS
     server = http_server_factory(Path(many_files.folder).parent, latency_s=LATENCY_S)
     open_collection(f"{server.url}/embeddings/", many_files, **options)
     assert server.peak_connections == MAX_CONNECTIONS

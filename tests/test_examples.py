@@ -79,3 +79,30 @@ def test_ray_example_labels_every_row() -> None:
     assert "200000 rows labelled" in output
     counts = output.split("rows per label: [")[1].split("]")[0]
     assert sum(int(count) for count in counts.split(",")) == 200000
+
+
+def test_interrupted_sample_is_rebuilt_not_taken(tmp_path, monkeypatch) -> None:
+    """A sample whose writing stops halfway (Ctrl-C during `make demo`) leaves nothing where the next run looks:
+    that run writes it whole (it used to find the folder and read a collection missing files)."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import numpy as np
+        import sample_data
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    monkeypatch.setattr(sample_data, "SAMPLE_ROOT", str(tmp_path))
+    real_save, saved = np.save, []
+
+    def save_then_stop(path, array):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real_save(path, array)
+
+    monkeypatch.setattr(sample_data.np, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        sample_data.npy_sample(files=3, rows=10, dimension=4)
+    monkeypatch.setattr(sample_data.np, "save", real_save)
+    folder = sample_data.npy_sample(files=3, rows=10, dimension=4)
+    assert sorted(os.listdir(folder)) == [f"img_emb_{k:04d}.npy" for k in range(3)]
+    assert [name for name in os.listdir(os.path.dirname(folder)) if name.startswith(".partial-")] == []

@@ -17,7 +17,8 @@ import psutil
 import pytest
 import s3fs
 
-from embedding_reader import EmbeddingReader, ReadFailedError, RetryPolicy, streaming
+from embedding_reader import EmbeddingReader, ReadFailedError, RetryPolicy
+from embedding_reader.storage import http as storage_http
 from tests.support.collections import (
     ALL_FORMATS,
     Collection,
@@ -117,7 +118,7 @@ def test_http_faults_in_streamed_parts(tree, http_server_factory, monkeypatch, f
     and each fault costs one request, that of its own part (no sibling part is fetched again). For npy the
     count is exact; for parquet, pieces sharing a row group sometimes fetch it twice (the shared cache is bounded),
     so there it is a bound: a refetch of sibling parts would cost about 50 more requests here."""
-    monkeypatch.setattr(streaming, "HTTP_PART_BYTES", 256)
+    monkeypatch.setattr(storage_http, "PART_BYTES", 256)
     root, collections = tree
     collection = collections[file_format]
     clean = http_server_factory(root)

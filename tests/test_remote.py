@@ -13,10 +13,14 @@ import numpy as np
 import pytest
 
 import embedding_reader.reader as reader_module
-from embedding_reader import EmbeddingReader, NoEmbeddingsFoundError, build_pieces, streaming
+from embedding_reader import EmbeddingReader, NoEmbeddingsFoundError, build_pieces
 from embedding_reader.formats.npy import PROBE_BYTES
-from embedding_reader.storage import LOCAL_PIECE_BYTES
-from embedding_reader.streaming import HTTP_PIECE_BYTES, S3_PIECE_BYTES
+from embedding_reader.storage import http as storage_http
+from embedding_reader.storage import s3 as storage_s3
+from embedding_reader.storage.http import PIECE_BYTES as HTTP_PIECE_BYTES
+from embedding_reader.storage.local import PIECE_BYTES as LOCAL_PIECE_BYTES
+from embedding_reader.storage.remote import Streamer
+from embedding_reader.storage.s3 import PIECE_BYTES as S3_PIECE_BYTES
 from tests.support.collections import (
     ALL_FORMATS,
     Collection,
@@ -217,7 +221,7 @@ def test_streamed_pieces_need_no_side_buffer(tree, http, s3):
 def test_part_sizes(part_bytes, nbytes, expected):
     """About four parts per range, at most part_bytes and at least 1 MB each (unless part_bytes is smaller); no
     parts at all for S3."""
-    assert streaming.Streamer(streaming._http_into, part_bytes, 16 << 20).part_size(nbytes) == expected
+    assert Streamer(storage_http.read_into, part_bytes, 16 << 20, 256).part_size(nbytes) == expected
 
 
 def test_http_first_batch_cut_into_a_piece_per_thread(tree, http, monkeypatch):
@@ -238,7 +242,7 @@ def test_s3_one_get_per_piece(tree, s3, monkeypatch):
     _, collections = tree
     collection = collections["big_npy"]
     _, remote, proxy = s3
-    monkeypatch.setattr(streaming, "S3_PIECE_BYTES", 512 * 1024)
+    monkeypatch.setattr(storage_s3, "PIECE_BYTES", 512 * 1024)
     reader = open_remote(collection, remote)
     proxy.reset_stats()
     assert_rows(read_pass(reader, 2000), collection, 2000)

@@ -14,10 +14,11 @@ import stat
 from typing import Any, Dict, List, Optional, Set
 from urllib.parse import unquote
 
-from .errors import NoEmbeddingsFoundError, ShortReadError
+from ..errors import NoEmbeddingsFoundError, ShortReadError
+from ..retry import call_with_retries
+from .core import Storage
 from .identity import listed_identity, local_identity
-from .retry import call_with_retries
-from .storage import FileEntry, Storage, redact
+from .names import FileEntry, redact
 
 logger = logging.getLogger("embedding_reader")
 

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional
 
-from .errors import FileChangedError
+from ..errors import FileChangedError
 
 
 @dataclass(frozen=True)

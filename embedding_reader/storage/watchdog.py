@@ -6,10 +6,13 @@ import asyncio
 from types import TracebackType
 from typing import Optional, Type
 
-from .errors import StalledReadError
+from ..errors import StalledReadError
 
 PROGRESS_BYTES = 64 * 1024  # a trickle below this many bytes per timeout is no progress
 DEFAULT_TIMEOUT_S = 60.0
+# the clients' own socket timeouts wait this much longer, so that on a streamed read the watchdog speaks first
+# (one error for every stall); they still bound the requests it does not watch (listings, sizes)
+CLIENT_TIMEOUT_MARGIN_S = 1.0
 
 
 class Watchdog:
