@@ -303,3 +303,17 @@ def test_s3_secret_never_shown(tree, s3):
     with pytest.raises(NoEmbeddingsFoundError) as info:
         EmbeddingReader(direct.url(os.path.join(root, "missing")), storage_options=direct.storage_options)
     assert DUMMY_SECRET not in str(info.value) and DUMMY_SECRET not in repr(info.value)
+
+
+def test_the_private_client_hooks_the_streamed_reads_need_are_there(moto_s3, http_server_factory, tmp_path):
+    """Streamed reads use hooks of fsspec's HTTPFileSystem (set_session, encode_url) and s3fs's private _call_s3
+    (its public `open` adds a HEAD and read-ahead per read). Without them reads fall back to cat_file silently
+    (slower, a copy more): this test is what fails when a release of either drops them."""
+    from embedding_reader.retry import RetryPolicy
+    from embedding_reader.storage import Storage
+
+    server = http_server_factory(tmp_path)
+    http_storage = Storage(f"{server.url}/", None, RetryPolicy())
+    s3_storage = Storage("s3://bucket/", moto_s3.storage_options(), RetryPolicy())
+    assert http_storage.streamer is not None and http_storage.streamer.read_into is storage_http.read_into
+    assert s3_storage.streamer is not None and s3_storage.streamer.read_into is storage_s3.read_into
