@@ -55,11 +55,11 @@ class EmbeddingDatasource(Datasource):
             if value is not None:
                 check_int(name, value, 1)
         self.reader = reader
-        self.start, self.end = reader.resolve_range(start, end)
+        self.start, self.end = reader._resolve_range(start, end)
         self.batch_size, self.parallel_pieces = batch_size, parallel_pieces
         self.output_dtype = output_dtype
-        self.out_dtype = reader.resolve_output_dtype(output_dtype)
-        self.piece_rows = reader.piece_rows(max_piece_size)
+        self.out_dtype = reader._resolve_output_dtype(output_dtype)
+        self.piece_rows = reader._piece_rows(max_piece_size)
         self.file_starts = [0, *accumulate(header.count for header in reader.headers)]
 
     def get_name(self) -> str:

@@ -51,6 +51,22 @@ class EmbeddingReader:
         retry_policy: Optional[RetryPolicy] = None,
         timeout: float = DEFAULT_TIMEOUT_S,
     ):
+        """List the folders and read every file's header (in parallel), checking the collection is consistent.
+
+        Args:
+            embeddings_folder: a folder or a list of folders (paths or fsspec URLs), searched recursively; the
+                paths of all folders are sorted together.
+            file_format: "npy", "parquet" or "parquet_npy".
+            embedding_column: parquet: the list / fixed_size_list column holding the embeddings.
+            meta_columns: parquet and parquet_npy: columns returned in `meta` beside `i` (one name or a list);
+                ignored, with a warning, for npy.
+            metadata_folder: parquet_npy: the folder of parquet metadata files paired with the npy files by name.
+            storage_options: handed to fsspec (credentials, endpoint, ...); never shown.
+            retry_policy: how transient remote failures are retried (default RetryPolicy(): 8 attempts).
+            timeout: seconds a remote request may go without progress before it is abandoned and retried.
+
+        Raises an EmbeddingReaderError (a ValueError) naming the file or argument at fault.
+        """
         folders = _as_folder_list(embeddings_folder)
         format_class(file_format)  # an unknown format fails here, before any listing
         _check_retry_policy(retry_policy)
@@ -162,13 +178,25 @@ class EmbeddingReader:
     ) -> Iterator[Batch]:
         """Yield (embeddings, meta) for rows [start, min(end, count)), `batch_size` rows per batch but the last.
 
-        `output_dtype=None` keeps the stored dtype (float16 stays float16: no cast, half the memory).
+        Args:
+            batch_size: rows per batch (>= 1).
+            start, end: the global row range; `end=None` means `count`, a larger `end` is clamped.
+            max_piece_size: rows one thread reads at a time (default: about 50 MB locally, 64 MB on S3, 16 MB
+                over http and other remote storage).
+            parallel_pieces: pieces read at once (default: what the RAM budget holds, at most 4 locally, 16
+                remotely).
+            show_progress: a tqdm bar of rows and MB/s on stderr (terminal, notebook or log file).
+            max_ram_usage_in_bytes: the budget for the bytes in flight (default 4 GB).
+            output_dtype: the dtype of `embeddings` (default float32); None keeps the stored one.
+
+        `embeddings` is a numpy array (n, dimension); `meta` a pandas DataFrame with the meta columns and `i`, each
+        row's global index. Bad arguments raise InvalidArgumentError naming them.
         """
         batch_size = check_int("batch_size", batch_size, 1)
         max_ram_usage_in_bytes = check_int("max_ram_usage_in_bytes", max_ram_usage_in_bytes, 1)
-        start, end = self.resolve_range(start, end)
-        out_dtype = self.resolve_output_dtype(output_dtype)
-        piece_rows = self.piece_rows(max_piece_size)
+        start, end = self._resolve_range(start, end)
+        out_dtype = self._resolve_output_dtype(output_dtype)
+        piece_rows = self._piece_rows(max_piece_size)
         plan = iter_pieces(self.headers, batch_size, start, end, piece_rows)
         first_pieces = list(islice(plan, COST_SAMPLE_PIECES))
         costliest = max((self._piece_cost(piece, out_dtype) for piece in first_pieces), default=1)
@@ -214,7 +242,7 @@ class EmbeddingReader:
         datasource = EmbeddingDatasource(self, start, end, batch_size, output_dtype, max_piece_size, parallel_pieces)
         return read_datasource(datasource, override_num_blocks, **ray_args)
 
-    def resolve_range(self, start: int, end: Optional[int]) -> Tuple[int, int]:
+    def _resolve_range(self, start: int, end: Optional[int]) -> Tuple[int, int]:
         """The global row range [start, min(end, count)) a read covers, after checking the arguments."""
         start = check_int("start", start, 0)
         end = self.count if end is None else check_int("end", end, 0)
@@ -222,7 +250,7 @@ class EmbeddingReader:
             raise InvalidArgumentError(f"start={start} must be < count={self.count} and <= end={end}")
         return start, min(end, self.count)
 
-    def resolve_output_dtype(self, output_dtype: Any) -> np.dtype:
+    def _resolve_output_dtype(self, output_dtype: Any) -> np.dtype:
         """The dtype of the returned embeddings: as asked, or the stored one (in native byte order) for None.
 
         Only real numbers are returned, and never floats cast into integers (which would turn them into zeros).
@@ -231,7 +259,7 @@ class EmbeddingReader:
             return self.dtype.newbyteorder("=")
         return check_output_dtype(output_dtype, self.dtype)
 
-    def piece_rows(self, max_piece_size: Optional[int]) -> int:
+    def _piece_rows(self, max_piece_size: Optional[int]) -> int:
         """Rows per piece: as asked, else about the storage's piece size of data (local 50 MB, s3 64 MB, else 16)."""
         if max_piece_size is None:
             return max(1, self._storage.piece_bytes // self.byte_per_item)

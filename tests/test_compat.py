@@ -182,3 +182,13 @@ def test_column_names_with_dots_and_shared_prefixes(tmp_path, column):
     result = read(reader, 4)
     np.testing.assert_array_equal(result.embeddings, embeddings)
     assert result.meta["id"].tolist() == list(range(9))
+
+
+def test_help_documents_the_constructor_and_the_call():
+    """help(EmbeddingReader) shows what every argument of the constructor and of the call means."""
+    import pydoc
+
+    text = pydoc.render_doc(EmbeddingReader, renderer=pydoc.plaintext)
+    for argument in ["embeddings_folder:", "meta_columns:", "timeout:", "batch_size:", "output_dtype:"]:
+        assert argument in text, argument
+    assert "Initialize self" not in text

@@ -192,7 +192,7 @@ def test_default_piece_size_suits_the_storage(tree, http, s3):
         S3_PIECE_BYTES: open_remote(collection, s3[0]),
     }
     for piece_bytes, reader in readers.items():
-        assert reader.piece_rows(None) == piece_bytes // reader.byte_per_item
+        assert reader._piece_rows(None) == piece_bytes // reader.byte_per_item
 
 
 def test_streamed_pieces_need_no_side_buffer(tree, http, s3):
