@@ -3,7 +3,7 @@
 import io
 import re
 import threading
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -89,7 +89,7 @@ def _check_size(path: str, count: int, dimension: int, dtype: np.dtype, offset: 
         raise CorruptFileError(f"{redact(path)}: header shape {shape} is larger than any file")
 
 
-def _numpy_header_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtype]:
+def _numpy_header_fields(path: str, header: bytes) -> Tuple[Tuple[Any, ...], bool, np.dtype]:
     """(shape, fortran_order, dtype): np.save's own 2-D header by a pattern, any other through numpy.lib.format."""
     saved = _SAVED_2D_HEADER.fullmatch(header)
     if saved is not None:
@@ -98,7 +98,7 @@ def _numpy_header_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtyp
     return _numpy_parsed_fields(path, header)
 
 
-def _numpy_parsed_fields(path: str, header: bytes) -> Tuple[tuple, bool, np.dtype]:
+def _numpy_parsed_fields(path: str, header: bytes) -> Tuple[Tuple[Any, ...], bool, np.dtype]:
     """(shape, fortran_order, dtype) through numpy.lib.format, any header version and length."""
     stream = io.BytesIO(header)
     try:

@@ -1,7 +1,7 @@
 """parquet: embeddings in a list or fixed_size_list column, metadata in the other columns of the same file."""
 
 import threading
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,8 @@ def embedding_matrix(array: pa.Array, dimension: int, where: str) -> np.ndarray:
         raise CorruptFileError(f"{where}: {values.null_count} null values inside embeddings")
     if len(values) != len(array) * dimension:
         raise CorruptFileError(f"{where}: {len(values)} values for {len(array)} embeddings of dimension {dimension}")
-    return values.to_numpy(zero_copy_only=False).reshape(len(array), dimension)
+    matrix: np.ndarray = values.to_numpy(zero_copy_only=False).reshape(len(array), dimension)
+    return matrix
 
 
 def meta_bytes_per_row(metadata: pq.FileMetaData, columns: Sequence[str]) -> int:
@@ -79,7 +80,7 @@ class ParquetFormat(Format):
     name = "parquet"
     extension = ".parquet"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.parquet = ParquetIO(self.storage)
 
@@ -109,7 +110,7 @@ class ParquetFormat(Format):
             meta_bytes_per_row=meta_bytes_per_row(metadata, self.meta_columns),
         )
 
-    def _embedding_type(self, path: str, metadata: pq.FileMetaData):
+    def _embedding_type(self, path: str, metadata: pq.FileMetaData) -> Tuple[pa.DataType, int]:
         """(value type, dimension) of the embedding column, the dimension read from the footer alone."""
         column_type = metadata.schema.to_arrow_schema().field(self.embedding_column).type
         is_list = pa.types.is_list(column_type) or pa.types.is_large_list(column_type)

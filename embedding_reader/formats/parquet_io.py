@@ -37,6 +37,7 @@ TAIL_PROBE_BYTES = 64 * 1024
 FOOTER_CACHE_SIZE = 256
 DECODED_CACHE_SIZE = 4  # shared chunks or decodes awaiting the rest of their pieces; bounded in case a read stops early
 _MAGIC = b"PAR1"
+Cancel = Optional[threading.Event]
 
 
 def parse_footer(path: str, tail: bytes, file_size: int) -> Tuple[int, Optional[pq.FileMetaData]]:
@@ -211,7 +212,7 @@ class ParquetIO:
         return True
 
     def _decode_chunk(
-        self, footer: ParquetFooter, group: int, layout: ChunkLayout, first: int, out: np.ndarray, cancel
+        self, footer: ParquetFooter, group: int, layout: ChunkLayout, first: int, out: np.ndarray, cancel: Cancel
     ) -> None:
         """Rows [first, first + len(out)) of one row group's embedding chunk, fetched once for all its pieces."""
         rows = footer.row_groups[group]
@@ -256,7 +257,14 @@ class ParquetIO:
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def _decode(
-        self, footer: ParquetFooter, group: int, columns: Sequence[str], first: int, last: int, cancel, dimension: int
+        self,
+        footer: ParquetFooter,
+        group: int,
+        columns: Sequence[str],
+        first: int,
+        last: int,
+        cancel: Cancel,
+        dimension: int,
     ) -> pa.Table:
         """Decode a whole row group of the given columns (from the local file or prefetched column chunks);
         first and last are the rows wanted of it, for error messages."""
@@ -280,7 +288,12 @@ class ParquetIO:
 
     @staticmethod
     def _check_pages(
-        footer: ParquetFooter, metadata: pq.FileMetaData, group: int, columns: Sequence[str], dimension: int, source
+        footer: ParquetFooter,
+        metadata: pq.FileMetaData,
+        group: int,
+        columns: Sequence[str],
+        dimension: int,
+        source: Any,
     ) -> None:
         """Walk the page headers of the chunks pyarrow is about to decode, refusing one that claims more than its
         chunk (pyarrow sizes buffers from page headers before it decodes them). `dimension`, if not 0, is that of
@@ -288,7 +301,8 @@ class ParquetIO:
 
         def read(start: int, end: int) -> bytes:
             source.seek(start)
-            return source.read(end - start)
+            data: bytes = source.read(end - start)
+            return data
 
         embedding_leaves = set(leaf_columns(metadata, columns[:1])) if dimension else set()
         for leaf in leaf_columns(metadata, columns):
@@ -298,7 +312,14 @@ class ParquetIO:
                 raise CorruptChunk(f"row group {group} column {metadata.schema.column(leaf).path!r}: {exc}") from exc
         source.seek(0)
 
-    def _open(self, footer, metadata, groups, columns, cancel):
+    def _open(
+        self,
+        footer: ParquetFooter,
+        metadata: pq.FileMetaData,
+        groups: Sequence[int],
+        columns: Sequence[str],
+        cancel: Cancel,
+    ) -> Any:
         """A file object for pyarrow: the real file when local, else the prefetched column chunks."""
         if self.storage.is_local:
             self.storage.check_unchanged(footer.path)
@@ -349,7 +370,7 @@ def _merge(ranges: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
 class KnownRangesFile(io.RawIOBase):
     """A read-only file over prefetched byte ranges; a read outside them is fetched (exact, retried)."""
 
-    def __init__(self, path: str, size: int, parts: Dict[int, bytes], storage: Storage, cancel=None):
+    def __init__(self, path: str, size: int, parts: Dict[int, bytes], storage: Storage, cancel: Cancel = None):
         super().__init__()
         self.path, self.size, self.storage, self.cancel = path, size, storage, cancel
         self.parts = sorted(parts.items())
@@ -375,7 +396,7 @@ class KnownRangesFile(io.RawIOBase):
         self.position = max(self.position, end)
         return data
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int:
         data = self.read(len(memoryview(buffer).cast("B")))
         memoryview(buffer).cast("B")[: len(data)] = data
         return len(data)

@@ -11,7 +11,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ class ParquetNpyFormat(NpyFormat):
     name = "parquet_npy"
     extension = ".npy"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.metadata_folder:
             raise InvalidArgumentError("file_format='parquet_npy' needs metadata_folder (the folder of parquet files)")
@@ -79,7 +79,7 @@ class ParquetNpyFormat(NpyFormat):
         footer = footers[metadata_of[header.path][0]]
         return checks.attempt(self.pair, header, *footer, step=PAIRING, path=header.path) or header
 
-    def pair(self, header: FileHeader, footer, metadata) -> FileHeader:
+    def pair(self, header: FileHeader, footer: ParquetFooter, metadata: pq.FileMetaData) -> FileHeader:
         """The npy header joined with its metadata file's footer, after checking they hold the same rows."""
         if metadata.num_rows != header.count:
             raise InconsistentCollectionError(
@@ -109,7 +109,8 @@ class ParquetNpyFormat(NpyFormat):
             return None
         assert header.parquet is not None
         table = self.parquet.read_rows(header.parquet, piece.piece_start, piece.piece_end, self.meta_columns, cancel)
-        return table.to_pandas()
+        meta: pd.DataFrame = table.to_pandas()
+        return meta
 
 
 @dataclass(frozen=True)

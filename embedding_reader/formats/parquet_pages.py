@@ -220,7 +220,8 @@ class _Page:
             indices = _hybrid(self._values, 1, len(self._values), self._values[0], count)
             if len(indices) and int(indices.max()) >= len(dictionary):
                 raise NotFastPath("dictionary index out of range")
-            return dictionary[indices]
+            looked_up: np.ndarray = dictionary[indices]
+            return looked_up
         raise NotFastPath(f"value encoding {encoding}")
 
     @property
@@ -300,7 +301,7 @@ def check_page_headers(read: Callable[[int, int], bytes], layout: ChunkExtent, d
         position = header_end + compressed
 
 
-def _read_header(read: Callable[[int, int], bytes], start: int, position: int, size: int) -> Tuple[Dict, int]:
+def _read_header(read: Callable[[int, int], bytes], start: int, position: int, size: int) -> Tuple[Dict[Any, Any], int]:
     """(page header fields, chunk position after the header), reading a few hundred bytes, more if it is long."""
     window = HEADER_PROBE
     while True:
