@@ -476,7 +476,7 @@ def test_npy_header_versions_and_lengths(tmp_path):
 
 
 def test_parquet_npy_file_names_differ(tmp_path):
-    """parquet_npy pairs files by sorted order, not by name: img_emb_0000.npy with metadata_0000.parquet."""
+    """parquet_npy pairs files by the number in their names: img_emb_0000.npy with metadata_0000.parquet."""
     collection = write_collection("parquet_npy", tmp_path, [5, 6])
     assert [os.path.basename(path) for path in collection.paths] == ["img_emb_0000.npy", "img_emb_0001.npy"]
     assert os.path.basename(collection.metadata_paths[1]) == "metadata_0001.parquet"
