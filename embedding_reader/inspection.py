@@ -5,6 +5,7 @@ consistency: see formats/checks.py), but notes every problem instead of raising 
 `CollectionReport`. `detect_format` names the format of a collection from the files it holds.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -14,12 +15,12 @@ from .errors import EmbeddingReaderError, InconsistentCollectionError, NoEmbeddi
 from .formats import FORMATS, format_class
 from .formats.checks import HEADER, METADATA, PAIRING, Checks, Survey
 from .header import FileHeader
-from .reader import _as_folder_list
+from .reader import _as_folder_list, _check_pattern
 from .retry import RetryPolicy
 from .storage import Storage, redact
 
 FILE_FORMATS: Tuple[str, ...] = tuple(sorted(FORMATS))
-EXTENSIONS = (".npy", ".parquet")
+EXTENSIONS: Dict[str, str] = {cls.extension: name for name, cls in FORMATS.items() if name != "parquet_npy"}
 UNPAIRED = "no parquet file pairs with it, by name or by the last number in its name"
 
 Folders = Union[str, Sequence[str]]
@@ -105,6 +106,7 @@ def inspect_collection(
     metadata_folder: Optional[str] = None,
     storage_options: Optional[Dict[str, Any]] = None,
     retry_policy: Optional[RetryPolicy] = None,
+    file_pattern: Optional[str] = None,
 ) -> CollectionReport:
     """Check every file of a collection as EmbeddingReader's open does and report every problem, not the first.
 
@@ -113,14 +115,16 @@ def inspect_collection(
     """
     if file_format is not None:
         format_class(file_format)
+    pattern = _check_pattern(file_pattern)
     storage, folders = _open_storage(embeddings_folder, storage_options, retry_policy)
     checks = Checks(collect=True)
-    detected = file_format or _detect(storage, folders, metadata_folder, checks)
+    detected = file_format or _detect(storage, folders, metadata_folder, checks, pattern)
     if detected is None:
         return _report(embeddings_folder, None, metadata_folder, Survey([], []), checks)
     stripped_metadata = storage.strip(metadata_folder) if metadata_folder else None
     columns = [meta_columns] if isinstance(meta_columns, str) else list(meta_columns or [])
-    survey = format_class(detected)(storage, embedding_column, columns, stripped_metadata).survey(folders, checks)
+    file_class = format_class(detected)
+    survey = file_class(storage, embedding_column, columns, stripped_metadata, pattern).survey(folders, checks)
     return _report(embeddings_folder, detected, metadata_folder, survey, checks)
 
 
@@ -128,11 +132,13 @@ def detect_format(
     embeddings_folder: Folders,
     metadata_folder: Optional[str] = None,
     storage_options: Optional[Dict[str, Any]] = None,
+    file_pattern: Optional[str] = None,
 ) -> str:
-    """The format of a collection from the files found: npy files make npy (parquet_npy with a metadata folder),
-    parquet files make parquet; both kinds, or neither, raise an error naming what was found."""
+    """The format of a collection from the extension of the files found (among those matching `file_pattern`, if
+    given): npy files make npy (parquet_npy with a metadata folder), parquet files parquet, .fvecs files fvecs, and
+    so on; several kinds, or none, raise an error naming what was found."""
     storage, folders = _open_storage(embeddings_folder, storage_options, None)
-    detected = _detect(storage, folders, metadata_folder, Checks())
+    detected = _detect(storage, folders, metadata_folder, Checks(), _check_pattern(file_pattern))
     assert detected is not None  # a strict Checks raises instead
     return detected
 
@@ -146,41 +152,49 @@ def _open_storage(
     return storage, [storage.strip(folder) for folder in folders]
 
 
-def _detect(storage: Storage, folders: Sequence[str], metadata_folder: Optional[str], checks: Checks) -> Optional[str]:
+def _detect(
+    storage: Storage, folders: Sequence[str], metadata_folder: Optional[str], checks: Checks, pattern: Optional[str]
+) -> Optional[str]:
     """The format the files found make, or None with the reason noted (raised when strict)."""
     listing = Checks(collect=checks.collect)  # a folder's own problem is the survey's to report, once
-    counts = [0, 0]
+    counts: Counter[str] = Counter()
     for folder in folders:
-        found = listing.attempt(_count_files, storage, folder) or (0, 0)
-        counts = [total + more for total, more in zip(counts, found)]
-    npy, parquet = counts
-    if npy and not parquet:
-        return "parquet_npy" if metadata_folder else "npy"
-    if parquet and not npy:
-        return "parquet"
-    if not npy and listing.problems:  # nothing found: the folders' own problems say why
+        counts.update(listing.attempt(_count_files, storage, folder, pattern) or Counter())
+    kinds = [extension for extension in EXTENSIONS if counts[extension]]
+    if len(kinds) == 1:
+        name = EXTENSIONS[kinds[0]]
+        return "parquet_npy" if name == "npy" and metadata_folder else name
+    if not kinds and listing.problems:  # nothing found: the folders' own problems say why
         for error in listing.problems:
             checks.report(error)
     else:
-        checks.report(_undetected(npy, parquet, folders))
+        checks.report(_undetected(counts, kinds, folders))
     return None
 
 
-def _count_files(storage: Storage, folder: str) -> Tuple[int, int]:
-    """(npy files, parquet files) under a folder."""
-    npy, parquet = (len(storage.find(folder, extension)) for extension in EXTENSIONS)
-    return npy, parquet
+def _count_files(storage: Storage, folder: str, pattern: Optional[str]) -> Counter[str]:
+    """Files under a folder (or the folder itself, a file) by extension; only those matching `pattern` if given."""
+    if pattern is None:  # one listing per extension: a file given as the folder is found by each
+        found = {path for extension in EXTENSIONS for path, _ in storage.find(folder, extension)}
+    else:
+        found = {path for path, _ in storage.find(folder, pattern=pattern)}
+    return Counter(extension for path in found for extension in EXTENSIONS if path.endswith(extension))
 
 
-def _undetected(npy: int, parquet: int, folders: Sequence[str]) -> EmbeddingReaderError:
+def _undetected(counts: Counter[str], kinds: Sequence[str], folders: Sequence[str]) -> EmbeddingReaderError:
     """Why no format can be told from what was found."""
     where = redact(", ".join(folders))
-    if npy:
+    if kinds:
+        found = [f"{extension} ({counts[extension]})" for extension in kinds]
+        listed = f"both {found[0]} and {found[1]}" if len(found) == 2 else ", ".join(found[:-1]) + f" and {found[-1]}"
         return InconsistentCollectionError(
-            f"both .npy ({npy}) and .parquet ({parquet}) files found in {where}: "
-            f"give the format (file_format / --format: one of {', '.join(FILE_FORMATS)})"
+            f"{listed} files found in {where}: give the format (file_format / --format: one of "
+            f"{', '.join(FILE_FORMATS)})"
         )
-    return NoEmbeddingsFoundError(f"no .npy or .parquet file found in {where}")
+    others = [extension for extension in EXTENSIONS if extension not in (".npy", ".parquet")]
+    return NoEmbeddingsFoundError(
+        f"no .npy or .parquet file found in {where}, nor any {', '.join(others[:-1])} or {others[-1]} file"
+    )
 
 
 def _report(

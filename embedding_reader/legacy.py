@@ -31,7 +31,8 @@ def user_path(storage: Storage, path: str) -> str:
 
 
 def headers_frame(storage: Storage, file_format: str, headers: Sequence[FileHeader]) -> pd.DataFrame:
-    """One row per non-empty file, with 1.8.1's columns for the format (npy and parquet_npy: the npy header's)."""
+    """One row per non-empty file, with 1.8.1's columns for the format (parquet_npy and the formats of fixed-size
+    rows: npy's)."""
     count_before = 0
     rows: List[List[Any]] = []
     for header in headers:
@@ -43,7 +44,7 @@ def headers_frame(storage: Storage, file_format: str, headers: Sequence[FileHead
             row.append(user_path(storage, header.parquet.path))
         rows.append(row)
         count_before += header.count
-    columns = {"npy": NPY_COLUMNS, "parquet": PARQUET_COLUMNS}.get(file_format, [*NPY_COLUMNS, "metadata_path"])
+    columns = {"parquet": PARQUET_COLUMNS, "parquet_npy": [*NPY_COLUMNS, "metadata_path"]}.get(file_format, NPY_COLUMNS)
     return pd.DataFrame(rows, columns=columns)
 
 

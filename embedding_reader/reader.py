@@ -34,7 +34,7 @@ Batch = Tuple[np.ndarray, pd.DataFrame]
 
 
 class EmbeddingReader:
-    """A collection of embedding files (npy, parquet or parquet_npy) read as numpy batches with metadata.
+    """A collection of embedding files (npy, parquet, parquet_npy, *vecs, *bin) read as numpy batches with metadata.
 
     Headers are read once, in parallel, when the reader is built; the reader pickles small and the
     copy reads without listing folders or reading headers again.
@@ -50,20 +50,24 @@ class EmbeddingReader:
         storage_options: Optional[Dict[str, Any]] = None,
         retry_policy: Optional[RetryPolicy] = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        file_pattern: Optional[str] = None,
     ):
         """List the folders and read every file's header (in parallel), checking the collection is consistent.
 
         Args:
-            embeddings_folder: a folder or a list of folders (paths or fsspec URLs), searched recursively; the
-                paths of all folders are sorted together.
-            file_format: "npy", "parquet" or "parquet_npy".
+            embeddings_folder: a folder, a file, or a list of them (paths or fsspec URLs); folders are searched
+                recursively, a file is read whatever its name; the paths found are sorted together.
+            file_format: "npy", "parquet", "parquet_npy", "fvecs", "ivecs", "bvecs", "fbin", "ibin", "u8bin" or
+                "i8bin" (see README, ANN benchmark formats).
             embedding_column: parquet: the list / fixed_size_list column holding the embeddings.
             meta_columns: parquet and parquet_npy: columns returned in `meta` beside `i` (one name or a list);
-                ignored, with a warning, for npy.
+                ignored, with a warning, for formats without metadata.
             metadata_folder: parquet_npy: the folder of parquet metadata files paired with the npy files by name.
             storage_options: handed to fsspec (credentials, endpoint, ...); never shown.
             retry_policy: how transient remote failures are retried (default RetryPolicy(): 8 attempts).
             timeout: seconds a remote request may go without progress before it is abandoned and retried.
+            file_pattern: a glob the names of the files in the folders must match (e.g. "base.1B.u8bin*");
+                default: the format's extension ("*.npy", ...).
 
         Raises an EmbeddingReaderError (a ValueError) naming the file or argument at fault.
         """
@@ -75,6 +79,7 @@ class EmbeddingReader:
         self.embedding_column = embedding_column
         self.meta_columns = _meta_column_list(meta_columns, file_format)
         self.metadata_folder = metadata_folder
+        self.file_pattern = _check_pattern(file_pattern)
         self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy(), check_timeout(timeout))
         self._format: Format = self._make_format()
         self.headers: List[FileHeader] = self._format.read_headers([self._storage.strip(f) for f in folders])
@@ -82,7 +87,8 @@ class EmbeddingReader:
     def _make_format(self) -> Format:
         """The format object (rebuilt after unpickling: it holds per-process caches, not state)."""
         metadata_folder = self._storage.strip(self.metadata_folder) if self.metadata_folder else None
-        return format_class(self.file_format)(self._storage, self.embedding_column, self.meta_columns, metadata_folder)
+        cls = format_class(self.file_format)
+        return cls(self._storage, self.embedding_column, self.meta_columns, metadata_folder, self.file_pattern)
 
     @property
     def storage(self) -> Storage:
@@ -305,7 +311,7 @@ def check_output_dtype(output_dtype: Any, stored: np.dtype) -> np.dtype:
     """`output_dtype` as a numpy dtype: a real number type the stored values cast into without wrapping
     (ints into wider ints or any float, floats into floats of any width), else InvalidArgumentError naming it."""
     try:
-        dtype = np.dtype(output_dtype)
+        dtype: np.dtype = np.dtype(output_dtype)
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"output_dtype={_short_repr(output_dtype)} is not a numpy dtype") from exc
     if dtype.kind not in OUTPUT_KINDS or dtype.fields is not None or dtype.subdtype is not None:
@@ -352,23 +358,31 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def _check_pattern(file_pattern: Any) -> Optional[str]:
+    """A non-empty glob, or None (the format's extension)."""
+    if file_pattern is not None and not (isinstance(file_pattern, str) and file_pattern):
+        raise InvalidArgumentError(f"file_pattern must be a glob of file names, got {_short_repr(file_pattern)}")
+    return None if file_pattern is None else str(file_pattern)
+
+
 def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:
-    """One folder or a list of folders, as a non-empty list of strings."""
+    """One folder or file, or a list of them, as a non-empty list of strings."""
     single = isinstance(embeddings_folder, (str, os.PathLike))
     folders: List[Any] = [embeddings_folder] if single else list(embeddings_folder)
     if not folders or not all(isinstance(folder, (str, os.PathLike)) and os.fspath(folder) for folder in folders):
         raise InvalidArgumentError(
-            f"embeddings_folder must be a folder or a non-empty list of folders, got {folders!r}"
+            f"embeddings_folder must be a folder, a file or a non-empty list of them, got {folders!r}"
         )
     return [os.fspath(folder) for folder in folders]
 
 
 def _meta_column_list(meta_columns: Union[str, Sequence[str], None], file_format: str) -> List[str]:
-    """The meta columns as a list: one name is one column; npy files hold none, so npy ignores them (as 1.8.1)."""
+    """The meta columns as a list: one name is one column; npy files (and other formats without metadata) hold none,
+    so they are ignored (as 1.8.1 does for npy)."""
     columns = [meta_columns] if isinstance(meta_columns, str) else list(meta_columns or [])
     if not all(isinstance(column, str) and column for column in columns):
         raise InvalidArgumentError(f"meta_columns must be column names, got {meta_columns!r}")
-    if columns and file_format == "npy":
-        logger.warning("meta_columns %s ignored: npy files hold no metadata (meta has only 'i')", columns)
+    if columns and not format_class(file_format).holds_metadata:
+        logger.warning("meta_columns %s ignored: %s files hold no metadata (meta has only 'i')", columns, file_format)
         return []
     return columns

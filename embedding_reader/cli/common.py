@@ -21,9 +21,14 @@ _SIZE_PREFIXES = "kmgt"
 def collection_options() -> argparse.ArgumentParser:
     """Options naming a collection, shared by every command."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("paths", nargs="+", metavar="PATH", help="folder(s) of embedding files, local or fsspec urls")
+    options.add_argument(
+        "paths", nargs="+", metavar="PATH", help="folder(s) or file(s) of embeddings, local or fsspec urls"
+    )
     options.add_argument(
         "--format", "-f", choices=FILE_FORMATS, help="file format (default: detected from the files found)"
+    )
+    options.add_argument(
+        "--file-pattern", metavar="GLOB", help="names of the files to read, e.g. 'base.1B.u8bin*' (default: *.FORMAT)"
     )
     options.add_argument("--metadata-folder", metavar="M", help="folder of the parquet metadata files (parquet_npy)")
     options.add_argument("--embedding-column", default="embedding", metavar="C", help="default: embedding")
@@ -107,7 +112,7 @@ def file_format(args: argparse.Namespace) -> str:
     """The format given, else the one the files found make."""
     if args.format:
         return str(args.format)
-    return detect_format(args.paths, args.metadata_folder, dict(args.storage_option))
+    return detect_format(args.paths, args.metadata_folder, dict(args.storage_option), args.file_pattern)
 
 
 def open_reader(args: argparse.Namespace) -> EmbeddingReader:
@@ -119,6 +124,7 @@ def open_reader(args: argparse.Namespace) -> EmbeddingReader:
         meta_columns=args.meta_columns,
         metadata_folder=args.metadata_folder,
         storage_options=dict(args.storage_option),
+        file_pattern=args.file_pattern,
     )
 
 

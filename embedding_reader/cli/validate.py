@@ -60,6 +60,7 @@ def _collection_arguments(args: argparse.Namespace) -> Report:
         "meta_columns": args.meta_columns,
         "metadata_folder": args.metadata_folder,
         "storage_options": dict(args.storage_option),
+        "file_pattern": args.file_pattern,
     }
 
 

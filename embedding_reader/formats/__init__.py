@@ -4,11 +4,14 @@ from typing import Dict, Type
 
 from ..errors import InvalidArgumentError
 from .base import Format
+from .bin import FbinFormat, I8binFormat, IbinFormat, U8binFormat
 from .npy import NpyFormat
 from .parquet import ParquetFormat
 from .parquet_npy import ParquetNpyFormat
+from .vecs import BvecsFormat, FvecsFormat, IvecsFormat
 
-FORMATS: Dict[str, Type[Format]] = {cls.name: cls for cls in (NpyFormat, ParquetFormat, ParquetNpyFormat)}
+ANN_FORMATS = (FvecsFormat, IvecsFormat, BvecsFormat, FbinFormat, IbinFormat, U8binFormat, I8binFormat)
+FORMATS: Dict[str, Type[Format]] = {cls.name: cls for cls in (NpyFormat, ParquetFormat, ParquetNpyFormat, *ANN_FORMATS)}
 
 
 def format_class(name: str) -> Type[Format]:

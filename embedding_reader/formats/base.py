@@ -12,6 +12,7 @@ from ..errors import EmbeddingReaderError, InconsistentCollectionError, NoEmbedd
 from ..header import FileHeader
 from ..pieces import Piece, units_covering
 from ..storage import FileEntry, Storage, redact
+from ..storage.listing import extension_pattern, pattern_label
 from .checks import HEADER, Checks, Survey
 
 
@@ -20,10 +21,12 @@ class Format(ABC):
 
     Subclasses set `name` and `extension` and implement `survey` (the open's steps, against a Checks) and
     `read_piece`; listing, planning, parallel fetching, the RAM budget, retries and batch assembly live elsewhere.
+    `file_pattern` (a glob of file names) chooses the files instead of the extension.
     """
 
     name: str = ""
     extension: str = ""
+    holds_metadata: bool = False  # whether meta columns can be read from its files
 
     def __init__(
         self,
@@ -31,8 +34,10 @@ class Format(ABC):
         embedding_column: str = "embedding",
         meta_columns: Optional[Sequence[str]] = None,
         metadata_folder: Optional[str] = None,
+        file_pattern: Optional[str] = None,
     ):
         self.storage = storage
+        self.file_pattern = file_pattern or extension_pattern(self.extension)
         self.embedding_column = embedding_column
         self.meta_columns = list(meta_columns or [])
         self.metadata_folder = metadata_folder
@@ -72,19 +77,21 @@ class Format(ABC):
     def list_files(
         self, folders: Sequence[str], extension: str = "", checks: Optional[Checks] = None
     ) -> List[FileEntry]:
-        """(path, size) of every file with the format's extension under the folders, all paths sorted together
-        (as 1.8.1 orders them: a row's global index does not depend on the order the folders are given in)."""
+        """(path, size) of every file matching the file pattern (or with `extension`) under the folders, all paths
+        sorted together (as 1.8.1 orders them: a row's global index does not depend on the order of the folders)."""
         checks = checks or Checks()
+        pattern = extension_pattern(extension) if extension else self.file_pattern
         files: Set[FileEntry] = set()
         for folder in folders:
-            files.update(checks.attempt(self.find_files, folder, extension or self.extension) or [])
+            files.update(checks.attempt(self.find_files, folder, pattern) or [])
         return sorted(files)
 
-    def find_files(self, folder: str, extension: str) -> List[FileEntry]:
-        """The files of one folder; a missing folder, or one without any such file, is refused."""
-        found = self.storage.find(folder, extension)
+    def find_files(self, folder: str, pattern: str) -> List[FileEntry]:
+        """The files of one folder (or the folder itself, a file); a missing folder, or one without any such file,
+        is refused."""
+        found = self.storage.find(folder, pattern=pattern)
         if not found:
-            raise NoEmbeddingsFoundError(f"no {extension} file found in {redact(folder)}")
+            raise NoEmbeddingsFoundError(f"no {pattern_label(pattern)} file found in {redact(folder)}")
         return found
 
 

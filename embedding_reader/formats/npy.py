@@ -67,13 +67,13 @@ def parse_npy_header(path: str, header: bytes, file_size: Optional[int]) -> File
     if len(shape) != 2:
         raise UnsupportedFileError(f"{redact(path)}: array of shape {_quote(shape)} is not 2-D (rows, dimension)")
     count, dimension = shape
-    _check_size(path, count, dimension, dtype, len(header), file_size)
+    check_shape(path, count, dimension, dtype, len(header), file_size)
     return FileHeader(
         path=path, count=count, dimension=dimension, dtype=dtype.str, file_size=file_size, data_offset=len(header)
     )
 
 
-def _check_size(path: str, count: int, dimension: int, dtype: np.dtype, offset: int, size: Optional[int]) -> None:
+def check_shape(path: str, count: int, dimension: int, dtype: np.dtype, offset: int, size: Optional[int]) -> None:
     """Refuse a shape the file cannot hold (checked before anything is sized from it) or that no read can use."""
     if count and not dimension:
         raise UnsupportedFileError(f"{redact(path)}: embeddings of dimension 0 ({_quote(count)} rows of nothing)")

@@ -79,6 +79,7 @@ class ParquetFormat(Format):
 
     name = "parquet"
     extension = ".parquet"
+    holds_metadata = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

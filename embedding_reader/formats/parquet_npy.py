@@ -39,6 +39,7 @@ class ParquetNpyFormat(NpyFormat):
 
     name = "parquet_npy"
     extension = ".npy"
+    holds_metadata = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -142,12 +142,12 @@ class Storage:
             )
         return str(self.fs._strip_protocol(url))  # pylint: disable=protected-access
 
-    def find(self, folder: str, extension: str) -> List[FileEntry]:
-        """Files under `folder` (in the filesystem's own form) ending with `extension`, sorted, with their sizes
-        when known. What is listed and what is skipped: see listing.py."""
-        from .listing import find_files  # listing.py uses this module
+    def find(self, folder: str, extension: str = "", pattern: Optional[str] = None) -> List[FileEntry]:
+        """Files under `folder` (in the filesystem's own form) ending with `extension`, or whose names match the glob
+        `pattern`, sorted, with their sizes when known; `folder` itself if it is a file. See listing.py."""
+        from .listing import extension_pattern, find_files  # listing.py uses this module
 
-        return find_files(self, folder, extension)
+        return find_files(self, folder, extension_pattern(extension) if pattern is None else pattern)
 
     def read_range(self, path: str, start: int, end: int, cancel: Optional[threading.Event] = None) -> bytes:
         """Exactly bytes [start, end) of a file, retried on transient errors; a short answer is never used."""
