@@ -1,7 +1,7 @@
 """Dtype conversion into batch arrays: numpy's cast, except float16 -> float32 by bit arithmetic.
 
-numpy converts float16 one element at a time (about 0.7 to 1 GB/s of float16 per core here); six
-vectorised operations on cache-sized blocks do it about twice as fast, exactly.
+numpy converts float16 one element at a time; six vectorised operations on cache-sized blocks do it faster,
+bit for bit the same (benchmarks/README.md, Design measurements).
 """
 
 import numpy as np

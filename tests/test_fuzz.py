@@ -22,7 +22,7 @@ from numpy.lib import format as npy_format
 from embedding_reader import EmbeddingReader, EmbeddingReaderError
 from embedding_reader.formats import npy
 from embedding_reader.formats.npy import npy_data_offset, parse_npy_header
-from embedding_reader.formats.parquet_io import parse_footer
+from embedding_reader.formats.parquet_footer import parse_footer
 from tests.support.collections import META_COLUMNS, read_all, sample_embeddings, sample_meta, write_parquet_file
 
 pytestmark = pytest.mark.timeout(120)

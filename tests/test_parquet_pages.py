@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedding_reader import CorruptFileError, EmbeddingReader, EmbeddingReaderError
-from embedding_reader.formats.parquet_pages import NotFastPath, _hybrid, _is_regular_rows, chunk_layout, decode_rows
+from embedding_reader.formats.parquet_levels import hybrid, is_regular_rows
+from embedding_reader.formats.parquet_pages import NotFastPath, chunk_layout, decode_rows
 from tests.support.collections import read_all, sample_embeddings
 
 pytestmark = pytest.mark.timeout(120)
@@ -216,22 +217,22 @@ def test_hybrid_runs():
     """Hand-made streams: an RLE run, then a bit-packed group of 8 two-bit values."""
     packed = bytes([0b11100100, 0b01001110])  # 0,1,2,3 then 2,3,0,1 in 2-bit little-endian groups
     stream = hybrid_rle(2, 3, 2) + bytes([(1 << 1) | 1]) + packed
-    assert _hybrid(memoryview(stream), 0, len(stream), 2, 11).tolist() == [2, 2, 2, 0, 1, 2, 3, 2, 3, 0, 1]
+    assert hybrid(memoryview(stream), 0, len(stream), 2, 11).tolist() == [2, 2, 2, 0, 1, 2, 3, 2, 3, 0, 1]
     with pytest.raises(NotFastPath):
-        _hybrid(memoryview(stream), 0, len(stream) - 1, 2, 11)
+        hybrid(memoryview(stream), 0, len(stream) - 1, 2, 11)
 
 
 def test_regular_rows_check():
     """Repetition levels of rows of 3 values: [0,1,1] repeated; any other pattern is not regular."""
     regular = (hybrid_rle(0, 1, 1) + hybrid_rle(1, 2, 1)) * 4
-    assert _is_regular_rows(memoryview(regular), 1, 12, 3)
+    assert is_regular_rows(memoryview(regular), 1, 12, 3)
     shifted = (
         hybrid_rle(0, 1, 1)
         + hybrid_rle(1, 3, 1)
         + (hybrid_rle(0, 1, 1) + hybrid_rle(1, 2, 1)) * 2
         + hybrid_rle(1, 2, 1)
     )
-    assert not _is_regular_rows(memoryview(shifted), 1, 12, 3)
+    assert not is_regular_rows(memoryview(shifted), 1, 12, 3)
 
 
 # ---------------------------------------------------------------- random files and mutated pages
@@ -317,7 +318,7 @@ def test_mutated_pages(original, flips):
 
 def test_shared_decodes_last_taker_releases_in_any_order():
     """A shared value is made once for all the pieces that take its rows, whatever their order, then dropped."""
-    from embedding_reader.formats.parquet_io import SharedDecodes
+    from embedding_reader.formats.parquet_shared import SharedDecodes
 
     made: list[int] = []
 

@@ -13,7 +13,7 @@ from ..casts import cast_into
 from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader
 from ..pieces import Piece
-from ..storage import redact
+from ..storage import Storage, redact
 from .base import Format
 from .checks import Checks, Survey
 
@@ -27,8 +27,11 @@ QUOTE_CHARS = 80  # text quoted from a file in an error message is cut to this l
 _MAGIC = b"\x93NUMPY"
 _NUMERIC_KINDS = "fiu"
 CAST_BLOCK_BYTES = 2 * 2**20  # a cast buffer that fits in L2/L3: read and cast without a trip to RAM
-# The header np.save writes for a 2-D numeric array, byte for byte: parsed without numpy's literal_eval,
-# which costs 0.1 ms a header (a second for 10,000 files). Anything else goes through numpy.
+# Local reads start on a cache line: the kernel copies page-cache bytes from a file offset off one at a third of the
+# speed or less (a bin file's rows start at byte 8), so such reads go through the cache-sized buffer, aligned.
+ALIGNMENT = 64
+# The header np.save writes for a 2-D numeric array, byte for byte: parsed without numpy's literal_eval, which
+# costs more than the read of a small header (benchmarks/README.md). Anything else goes through numpy.
 _SAVED_2D_HEADER = re.compile(
     rb"\x93NUMPY(?:\x01\x00..|[\x02\x03]\x00....)"
     rb"\{'descr': '([<>|=][fiu][1248])', 'fortran_order': (False|True), 'shape': \((\d{1,19}), (\d{1,19})\), \} *\n",
@@ -160,9 +163,10 @@ class NpyFormat(Format):
         """Fill `out` with rows from `first_row`: straight into it when dtypes match, else through a cast."""
         offset = header.data_offset + first_row * header.row_bytes
         stored = header.numpy_dtype
-        if out.dtype == stored:
+        local = self.storage.is_local
+        if out.dtype == stored and not (local and offset % ALIGNMENT):
             self.storage.read_into(header.path, offset, out.data.cast("B"), cancel)
-        elif self.storage.is_local:
+        elif local:
             self._read_cast_in_blocks(header, offset, out, cancel)
         else:
             stored_rows = np.empty(out.shape, dtype=stored)
@@ -172,24 +176,37 @@ class NpyFormat(Format):
     def _read_cast_in_blocks(
         self, header: FileHeader, offset: int, out: np.ndarray, cancel: Optional[threading.Event]
     ) -> None:
-        """Local read with a dtype cast through a small reused buffer that stays in the CPU cache."""
+        """Local read (with a dtype cast, or from an offset off a cache line) through a small reused buffer that stays
+        in the CPU cache, each block read from a cache line."""
         block_rows = max(1, CAST_BLOCK_BYTES // header.row_bytes)
-        buffer = np.empty((min(block_rows, len(out)), header.dimension), dtype=header.numpy_dtype)
+        buffer = np.empty(ALIGNMENT + min(block_rows, len(out)) * header.row_bytes, dtype=np.uint8)
         for first in range(0, len(out), block_rows):
-            block = buffer[: min(block_rows, len(out) - first)]
-            self.storage.read_into(header.path, offset + first * header.row_bytes, block.data.cast("B"), cancel)
-            cast_into(out[first : first + len(block)], block)
+            rows = min(block_rows, len(out) - first)
+            start = offset + first * header.row_bytes
+            raw = read_aligned(self.storage, header.path, start, rows * header.row_bytes, buffer, cancel)
+            cast_into(out[first : first + rows], raw.view(header.numpy_dtype).reshape(rows, header.dimension))
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """Local: the small cast buffer, if any; remote: the downloaded bytes when they cannot stream straight
         into the batch (a cast, or a filesystem read through cat_file)."""
         if self.storage.is_local:
-            side_buffer = 0 if out_dtype == header.numpy_dtype else CAST_BLOCK_BYTES
+            direct = out_dtype == header.numpy_dtype and not header.data_offset % ALIGNMENT
+            side_buffer = 0 if direct else ALIGNMENT + CAST_BLOCK_BYTES
         elif out_dtype == header.numpy_dtype and self.storage.streams_into_arrays:
             side_buffer = 0
         else:
             side_buffer = piece.rows * header.row_bytes
         return side_buffer + super().transient_bytes(piece, header, out_dtype)
+
+
+def read_aligned(
+    storage: Storage, path: str, start: int, nbytes: int, buffer: np.ndarray, cancel: Optional[threading.Event]
+) -> np.ndarray:
+    """Bytes [start, start + nbytes) of a local file, read from the cache line before `start` into `buffer` (a uint8
+    array of at least ALIGNMENT + nbytes); the bytes' view in it."""
+    skip = start % ALIGNMENT
+    storage.read_into(path, start - skip, buffer[: skip + nbytes].data, cancel)
+    return buffer[skip : skip + nbytes]
 
 
 def _probe_length(size: Optional[int]) -> int:

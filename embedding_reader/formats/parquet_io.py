@@ -6,118 +6,36 @@ exact, retried range read; footers are cached per process so a file's footer cro
 
 import contextlib
 import functools
-import io
 import logging
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Hashable, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import CorruptFileError, EmbeddingReaderError, MissingColumnError, ReadFailedError
+from ..errors import CorruptFileError, EmbeddingReaderError, ReadFailedError
 from ..header import ParquetFooter
 from ..pieces import units_covering
-from ..storage import Storage, byte_range, redact
+from ..storage import Storage, redact
+from .parquet_footer import check_footer, leaf_columns, parse_footer
 from .parquet_pages import (
-    HEADER_SLACK,
     ChunkLayout,
     CorruptChunk,
-    NotFastPath,
     check_page_headers,
     chunk_extent,
     chunk_layout,
     decode_rows,
-    max_ratio,
 )
+from .parquet_shared import KnownRangesFile, SharedDecodes
+from .parquet_thrift import NotFastPath
 
 logger = logging.getLogger("embedding_reader")
 TAIL_PROBE_BYTES = 64 * 1024
 FOOTER_CACHE_SIZE = 256
 DECODED_CACHE_SIZE = 4  # shared chunks or decodes awaiting the rest of their pieces; bounded in case a read stops early
-_MAGIC = b"PAR1"
 Cancel = Optional[threading.Event]
-
-
-def parse_footer(path: str, tail: bytes, file_size: int) -> Tuple[int, Optional[pq.FileMetaData]]:
-    """(footer_length, metadata) from the last bytes of a parquet file; metadata None if `tail` is too short."""
-    if len(tail) < 12 or tail[-4:] != _MAGIC:
-        raise CorruptFileError(f"{redact(path)}: not a parquet file (no PAR1 magic at the end of {file_size} bytes)")
-    footer_length = int.from_bytes(tail[-8:-4], "little")
-    if footer_length + 12 > file_size:
-        raise CorruptFileError(f"{redact(path)}: footer length {footer_length} exceeds the file size {file_size}")
-    if footer_length + 8 > len(tail):
-        return footer_length, None
-    try:
-        return footer_length, pq.read_metadata(pa.BufferReader(tail[-(footer_length + 8) :]))
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise CorruptFileError(f"{redact(path)}: unreadable parquet footer: {exc}") from exc
-
-
-def check_footer(path: str, metadata: pq.FileMetaData, file_size: int, footer_length: int) -> None:
-    """Refuse a footer whose row groups or column chunks claim more than the file holds, before anything (pyarrow
-    included) sizes a buffer from it: chunks inside the file, sizes within their codec's reach, rows counted."""
-    data_end = file_size - footer_length - 8
-    for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        if row_group.num_rows < 0:
-            raise CorruptFileError(f"{redact(path)}: row group {group} claims {row_group.num_rows} rows")
-        for leaf in range(row_group.num_columns):
-            problem = _chunk_problem(metadata, group, leaf, data_end)
-            if problem:
-                name = metadata.schema.column(leaf).path
-                raise CorruptFileError(f"{redact(path)}: row group {group} column {name!r}: {problem}")
-
-
-def _chunk_problem(metadata: pq.FileMetaData, group: int, leaf: int, data_end: int) -> str:
-    """What is wrong with a column chunk's footer entry ('' if nothing)."""
-    chunk, rows = metadata.row_group(group).column(leaf), metadata.row_group(group).num_rows
-    extent = chunk_extent(metadata, group, leaf)
-    if extent.size < 0 or not 4 <= extent.start <= data_end - extent.size:
-        return f"bytes [{extent.start}, {extent.start + extent.size}) outside the file's data [4, {data_end})"
-    if rows and not extent.start <= chunk.data_page_offset < extent.start + extent.size:
-        return f"first data page at byte {chunk.data_page_offset}, outside the file's data [4, {data_end})"
-    if (
-        extent.uncompressed_size < 0
-        or extent.uncompressed_size > extent.size * max_ratio(chunk.compression) + HEADER_SLACK
-    ):
-        return f"{extent.size} {chunk.compression} bytes cannot hold {extent.uncompressed_size} uncompressed bytes"
-    if extent.num_values < 0 or (metadata.schema.column(leaf).max_repetition_level == 0 and extent.num_values > rows):
-        return f"{extent.num_values} values for {rows} rows"
-    return ""
-
-
-def leaf_columns(metadata: pq.FileMetaData, columns: Iterable[str]) -> List[int]:
-    """Indices of the parquet leaf columns that make up the given top-level columns, matched by their whole
-    name (a column may be called "clip.embedding", and "embedding.norm" is not part of "embedding")."""
-    wanted, first = set(columns), 0
-    leaves: List[int] = []
-    for field in metadata.schema.to_arrow_schema():
-        count = _leaf_count(field.type)
-        if field.name in wanted:
-            leaves.extend(range(first, first + count))
-        first += count
-    return leaves
-
-
-def _leaf_count(data_type: pa.DataType) -> int:
-    """How many parquet leaf columns an arrow type is stored as (one per primitive inside nested types)."""
-    if pa.types.is_map(data_type):
-        return _leaf_count(data_type.key_type) + _leaf_count(data_type.item_type)
-    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
-        return _leaf_count(data_type.value_type)
-    if pa.types.is_struct(data_type):
-        return sum(_leaf_count(data_type.field(k).type) for k in range(data_type.num_fields))
-    return 1
-
-
-def check_columns(path: str, metadata: pq.FileMetaData, columns: Iterable[str]) -> None:
-    """Fail clearly when a requested column is not in the file."""
-    names = set(metadata.schema.to_arrow_schema().names)
-    for column in columns:
-        if column not in names:
-            raise MissingColumnError(f"{redact(path)}: no column {column!r} (columns: {sorted(names)})")
 
 
 class ParquetIO:
@@ -365,114 +283,3 @@ def _merge(ranges: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
-
-
-class KnownRangesFile(io.RawIOBase):
-    """A read-only file over prefetched byte ranges; a read outside them is fetched (exact, retried)."""
-
-    def __init__(self, path: str, size: int, parts: Dict[int, bytes], storage: Storage, cancel: Cancel = None):
-        super().__init__()
-        self.path, self.size, self.storage, self.cancel = path, size, storage, cancel
-        self.parts = sorted(parts.items())
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
-        self.position = base + offset
-        return self.position
-
-    def read(self, size: int = -1) -> bytes:
-        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
-        data = self._bytes(self.position, end) if end > self.position else b""
-        self.position = max(self.position, end)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(memoryview(buffer).cast("B")))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-    def _bytes(self, start: int, end: int) -> bytes:
-        for part_start, data in self.parts:
-            if part_start <= start and end <= part_start + len(data):
-                return memoryview(data)[start - part_start : end - part_start]  # type: ignore[return-value]
-        return self.storage.read_range(self.path, start, end, self.cancel)
-
-    def __repr__(self) -> str:
-        return f"KnownRangesFile({byte_range(self.path, 0, self.size)})"
-
-
-class SharedDecodes:
-    """Decoded tables (or fetched chunks) shared by concurrent pieces: the first asker makes it, the others reuse.
-
-    Each asker says how many of the entry's rows it takes; the entry leaves once its rows are all
-    taken, in whatever order the pieces came (a piece delayed by a retry still finds it), or when more
-    than `size` are held (a read that stopped early), so memory stays bounded.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self._entries: OrderedDict[Hashable, _Decode] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, decode: Callable[[], Any], rows: int, total_rows: int) -> Any:
-        """The value for `key`, made by `decode` unless another thread has or is making it; the asker
-        takes `rows` of its `total_rows` rows."""
-        with self._lock:
-            entry = self._entries.get(key)
-            owner = entry is None
-            if entry is None:
-                entry = self._entries[key] = _Decode()
-                while len(self._entries) > self.size:
-                    self._entries.popitem(last=False)
-            entry.rows_taken += rows
-            if entry.rows_taken >= total_rows:
-                del self._entries[key]  # every row is spoken for: no later piece needs it
-        if owner:
-            return entry.run(decode, lambda: self._forget(key, entry))
-        return entry.wait(decode)
-
-    def clear(self) -> None:
-        """Drop every entry (their current holders keep theirs)."""
-        with self._lock:
-            self._entries.clear()
-
-    def _forget(self, key: Hashable, entry: "_Decode") -> None:
-        """Drop a failed entry, so that later askers make the value afresh."""
-        with self._lock:
-            if self._entries.get(key) is entry:
-                del self._entries[key]
-
-
-class _Decode:
-    """One decode, in progress or done; a thread that waited on a failed decode tries it itself."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.table: Any = None
-        self.rows_taken = 0
-
-    def run(self, decode: Callable[[], Any], on_error: Callable[[], None]) -> Any:
-        """Decode as the owner; on failure forget the entry so later askers decode afresh."""
-        try:
-            self.table = decode()
-            return self.table
-        except BaseException:
-            on_error()
-            raise
-        finally:
-            self.done.set()
-
-    def wait(self, decode: Callable[[], Any]) -> Any:
-        """The owner's table once it is done, or a decode of our own if the owner failed."""
-        self.done.wait()
-        return self.table if self.table is not None else decode()

@@ -1,6 +1,6 @@
 """Direct decode of an embedding column chunk: parquet pages of list<number> straight into the output array.
 
-pyarrow rebuilds nested lists value by value (about 0.5 GB/s per core), yet in the usual case, every
+pyarrow rebuilds nested lists value by value, yet in the usual case, every
 row exactly `dimension` present values, the values already lie contiguous in the pages. This module
 decompresses each page, proves from its repetition and definition levels that it holds whole,
 regular rows, and copies the values of the wanted rows. Anything else (nulls, ragged rows, encodings
@@ -9,11 +9,14 @@ with pyarrow instead, which also reports what is wrong with a corrupt file.
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .parquet_levels import bit_width, hybrid, is_constant, is_regular_rows
+from .parquet_thrift import NotFastPath, parse_struct
 
 # parquet.thrift enums
 _DATA_PAGE, _INDEX_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 1, 2, 3
@@ -28,10 +31,6 @@ MAX_RATIO = {"UNCOMPRESSED": 1, "SNAPPY": 32, "LZ4": 256, "LZ4_RAW": 256, "LZO":
 OTHER_CODEC_MAX_RATIO = 2**15
 HEADER_PROBE = 256  # bytes read for a page header walked before pyarrow decodes (more if the header is longer)
 HEADER_SLACK = 1024  # page headers and level prefixes counted in the uncompressed but not the compressed sizes
-
-
-class NotFastPath(Exception):
-    """This chunk or page is outside what the direct decoder handles: decode it with pyarrow."""
 
 
 class CorruptChunk(Exception):
@@ -133,7 +132,7 @@ def decode_rows(chunk: Any, layout: ChunkLayout, rows: int, dimension: int, firs
     while row < last:
         if position >= len(data):
             raise NotFastPath(f"chunk ends after {row} of {rows} rows")
-        header, position = _parse_struct(data, position)
+        header, position = parse_struct(data, position)
         page = _Page(header, data, position, layout)
         position = page.end
         if page.kind == _DICTIONARY_PAGE:
@@ -200,10 +199,10 @@ class _Page:
         if count % dimension:
             raise NotFastPath(f"page of {count} values for rows of {dimension}")
         repetition, definition, self._values = self._split_levels()
-        rep_width, def_width = _bit_width(self.layout.max_repetition), _bit_width(self.layout.max_definition)
-        if not _is_regular_rows(repetition, rep_width, count, dimension):
+        rep_width, def_width = bit_width(self.layout.max_repetition), bit_width(self.layout.max_definition)
+        if not is_regular_rows(repetition, rep_width, count, dimension):
             raise NotFastPath("rows of other lengths than the dimension")
-        if not _is_constant(definition, def_width, count, self.layout.max_definition):
+        if not is_constant(definition, def_width, count, self.layout.max_definition):
             raise NotFastPath("null or empty embeddings")
         return count // dimension
 
@@ -217,7 +216,7 @@ class _Page:
             streams = _plain(self._values, np.dtype(np.uint8), count * dtype.itemsize).reshape(dtype.itemsize, count)
             return np.ascontiguousarray(streams.T).view(dtype).reshape(-1)
         if encoding in (_PLAIN_DICTIONARY, _RLE_DICTIONARY) and dictionary is not None and len(self._values):
-            indices = _hybrid(self._values, 1, len(self._values), self._values[0], count)
+            indices = hybrid(self._values, 1, len(self._values), self._values[0], count)
             if len(indices) and int(indices.max()) >= len(dictionary):
                 raise NotFastPath("dictionary index out of range")
             looked_up: np.ndarray = dictionary[indices]
@@ -308,7 +307,7 @@ def _read_header(read: Callable[[int, int], bytes], start: int, position: int, s
         end = min(size, position + window)
         data = memoryview(read(start + position, start + end)).cast("B")
         try:
-            header, length = _parse_struct(data, 0)
+            header, length = parse_struct(data, 0)
             return header, position + length
         except NotFastPath as exc:
             if end == size:
@@ -332,164 +331,3 @@ def _plain(data: memoryview, dtype: np.dtype, count: int) -> np.ndarray:
     if len(data) < count * dtype.itemsize:
         raise NotFastPath(f"{len(data)} bytes for {count} values of {dtype}")
     return np.frombuffer(data, dtype=dtype, count=count)
-
-
-def _bit_width(max_level: int) -> int:
-    return int(max_level).bit_length()
-
-
-def _is_constant(data: memoryview, bit_width: int, count: int, value: int) -> bool:
-    """Whether an RLE/bit-packed hybrid stream starts with `count` copies of `value` (run by run, no array)."""
-    if bit_width == 0:
-        return value == 0
-    return all(np.all(values == value) for _, values, _, _ in _runs(data, 0, len(data), bit_width, count))
-
-
-def _is_regular_rows(data: memoryview, bit_width: int, count: int, dimension: int) -> bool:
-    """Whether repetition levels are [0, 1 x (dimension - 1)] repeated: whole rows of `dimension` values.
-
-    Writers encode identical rows as identical bytes when the rows fill whole runs, so the bytes of the
-    first row are compared with the rest at once; any other layout is decoded in full and compared.
-    """
-    rows = count // dimension
-    first_row, row_end = _decode_runs(data, 0, len(data), bit_width, dimension)
-    if row_end and first_row.tolist() == [0] + [1] * (dimension - 1):
-        if len(data) >= row_end * rows and bytes(data[: row_end * rows]) == bytes(data[:row_end]) * rows:
-            return True
-    levels = _hybrid(data, 0, len(data), bit_width, count)
-    expected = np.ones(dimension, dtype=levels.dtype)
-    expected[0] = 0
-    return bool((levels.reshape(rows, dimension) == expected).all())
-
-
-def _hybrid(data: memoryview, position: int, end: int, bit_width: int, count: int) -> np.ndarray:
-    """Decode `count` values of parquet's RLE/bit-packed hybrid encoding from data[position:end]."""
-    return _decode_runs(data, position, end, bit_width, count)[0]
-
-
-def _decode_runs(data: memoryview, position: int, end: int, bit_width: int, count: int) -> Tuple[np.ndarray, int]:
-    """`count` values of the hybrid encoding, and the byte where the runs holding them end (0 if the last of
-    those runs holds more values than that)."""
-    out = np.empty(count, dtype=np.uint32)
-    filled, runs_end = 0, position
-    for take, values, run_end, whole in _runs(data, position, end, bit_width, count):
-        out[filled : filled + take] = values
-        filled += take
-        runs_end = run_end if whole else 0
-    return out, runs_end
-
-
-def _runs(
-    data: memoryview, position: int, end: int, bit_width: int, count: int
-) -> Iterator[Tuple[int, Union[int, np.ndarray], int, bool]]:
-    """The runs holding the first `count` values of a hybrid stream: (values taken, the repeated value or the
-    values, the byte the run ends at, whether all its values were taken)."""
-    if not 0 < bit_width <= 32:
-        raise NotFastPath(f"bit width {bit_width}")
-    filled, byte_width = 0, (bit_width + 7) // 8
-    while filled < count:
-        if position >= end:
-            raise NotFastPath(f"hybrid stream ends after {filled} of {count} values")
-        header, position = _varint(data, position)
-        run_end = position + ((header >> 1) * bit_width if header & 1 else byte_width)
-        if run_end > end:
-            raise NotFastPath("run exceeds its stream")
-        length = (header >> 1) * 8 if header & 1 else header >> 1
-        take = min(length, count - filled)
-        if header & 1:
-            yield take, _unpack(data[position:run_end], bit_width, take), run_end, take == length
-        else:
-            yield take, int.from_bytes(data[position:run_end], "little"), run_end, take == length
-        filled, position = filled + take, run_end
-
-
-def _unpack(data: memoryview, bit_width: int, count: int) -> np.ndarray:
-    """The first `count` of the little-endian bit-packed values of `bit_width` bits in `data`."""
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little", count=count * bit_width)
-    weights = np.left_shift(np.uint32(1), np.arange(bit_width, dtype=np.uint32))
-    return bits.reshape(count, bit_width).astype(np.uint32) @ weights
-
-
-# Thrift compact protocol, just enough to read page headers (structs of ints, bools, binaries, lists).
-
-
-def _varint(data: memoryview, position: int) -> Tuple[int, int]:
-    result, shift = 0, 0
-    while True:
-        if position >= len(data) or shift > 63:
-            raise NotFastPath("truncated or overlong varint")
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-
-
-def _zigzag(data: memoryview, position: int) -> Tuple[int, int]:
-    value, position = _varint(data, position)
-    return (value >> 1) ^ -(value & 1), position
-
-
-def _parse_struct(data: memoryview, position: int, depth: int = 0) -> Tuple[Dict[int, Any], int]:
-    """A compact-protocol struct as {field id: value}, and the position after it."""
-    if depth > 8:
-        raise NotFastPath("page header nested too deep")
-    fields: Dict[int, Any] = {}
-    field_id = 0
-    while True:
-        if position >= len(data):
-            raise NotFastPath("truncated page header")
-        byte = data[position]
-        position += 1
-        if byte == 0:
-            return fields, position
-        kind, delta = byte & 0x0F, byte >> 4
-        if delta:
-            field_id += delta
-        else:
-            field_id, position = _zigzag(data, position)
-        if kind in (1, 2):
-            fields[field_id] = kind == 1
-        else:
-            fields[field_id], position = _parse_value(data, position, kind, depth)
-
-
-def _parse_value(data: memoryview, position: int, kind: int, depth: int) -> Tuple[Any, int]:
-    """One compact-protocol value of the given type."""
-    if kind == 3:
-        if position >= len(data):
-            raise NotFastPath("truncated page header")
-        return data[position], position + 1
-    if kind in (4, 5, 6):
-        return _zigzag(data, position)
-    if kind == 7:
-        return None, position + 8
-    if kind == 8:
-        length, position = _varint(data, position)
-        return None, position + length
-    if kind in (9, 10):
-        return _parse_list(data, position, depth)
-    if kind == 12:
-        return _parse_struct(data, position, depth + 1)
-    raise NotFastPath(f"thrift type {kind} in a page header")
-
-
-def _parse_list(data: memoryview, position: int, depth: int) -> Tuple[List[Any], int]:
-    """A compact-protocol list or set: a size-and-type byte (and a varint size if large), then the items."""
-    if position >= len(data):
-        raise NotFastPath("truncated page header")
-    size, element = data[position] >> 4, data[position] & 0x0F
-    position += 1
-    if size == 15:
-        size, position = _varint(data, position)
-    items = []
-    for _ in range(size):
-        if position >= len(data):
-            raise NotFastPath("truncated page header")
-        if element in (1, 2):
-            item, position = data[position] == 1, position + 1
-        else:
-            item, position = _parse_value(data, position, element, depth + 1)
-        items.append(item)
-    return items, position
