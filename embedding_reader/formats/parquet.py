@@ -15,7 +15,8 @@ from ..pieces import Piece
 from ..storage import FileEntry, redact
 from .base import Format, decoded_rows
 from .checks import Checks, Survey
-from .parquet_io import ParquetIO, check_columns, leaf_columns
+from .parquet_footer import check_columns, leaf_columns
+from .parquet_io import ParquetIO
 from .parquet_pages import max_rows
 
 DECODE_OVERHEAD = 2  # compressed chunk + decoded arrays, while a row group is being decoded

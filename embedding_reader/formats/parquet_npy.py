@@ -25,7 +25,8 @@ from .base import check_consistent
 from .checks import HEADER, METADATA, PAIRING, Checks, Survey
 from .npy import NpyFormat
 from .parquet import meta_bytes_per_row
-from .parquet_io import ParquetIO, check_columns
+from .parquet_footer import check_columns
+from .parquet_io import ParquetIO
 
 UNMATCHED_SHOWN = 6  # unmatched file names an error lists
 _NUMBER = re.compile(r"\d+")
