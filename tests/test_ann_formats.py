@@ -117,9 +117,9 @@ def test_vecs_side_buffer_is_counted_and_bounded(tmp_path):
     reader = EmbeddingReader(str(tmp_path), file_format="fvecs")
     header, stride = reader.headers[0], 4 + DIM * 4
     (piece,) = build_pieces([header], 5000)
-    assert reader._format.transient_bytes(piece, header, np.dtype(np.float32)) == 5000 * stride
+    assert reader._format.transient_bytes(piece, header, np.dtype(np.float32)) == 5000 * stride + 64
     (big,) = build_pieces([dataclasses.replace(header, count=10**6)], 10**6, max_piece_size=10**6)
-    assert reader._format.transient_bytes(big, header, np.dtype(np.float32)) == (2 * 2**20 // stride) * stride
+    assert reader._format.transient_bytes(big, header, np.dtype(np.float32)) == (2 * 2**20 // stride) * stride + 64
 
 
 def test_wrong_dimension_prefix_names_the_file_and_row(tmp_path):
@@ -346,3 +346,23 @@ def test_remote_corrupt_vecs_row(tmp_path, http_server_factory):
     message = f"base.bvecs bytes [{17 * stride}, {18 * stride}): row 17 has dimension 7, the file's is {DIM}"
     with pytest.raises(CorruptFileError, match=re.escape(message)):
         read(reader, 100)
+
+
+@pytest.mark.parametrize("file_format", ["u8bin", "fbin", "fvecs", "bvecs"])
+@pytest.mark.parametrize("output_dtype", [None, np.float64])
+def test_local_reads_start_on_a_cache_line(tmp_path, file_format, output_dtype, monkeypatch):
+    """Rows after an 8-byte header or a 4-byte prefix are read locally from 64-byte boundaries (the kernel copies
+    misaligned page-cache bytes several times slower), into a small buffer, and still land row for row."""
+    expected = write_collection(tmp_path, file_format, [300, 217])
+    reader = EmbeddingReader(str(tmp_path), file_format=file_format)
+    starts: list[int] = []
+    original = reader.storage.read_into
+
+    def recording(path, start, out, cancel=None):
+        starts.append(start)
+        original(path, start, out, cancel)
+
+    monkeypatch.setattr(reader.storage, "read_into", recording)
+    embeddings, _, _ = read(reader, 64, max_piece_size=33, output_dtype=output_dtype)
+    np.testing.assert_array_equal(embeddings, expected.astype(output_dtype or expected.dtype))
+    assert starts and all(start % 64 == 0 for start in starts), starts

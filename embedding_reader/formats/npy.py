@@ -190,7 +190,8 @@ class NpyFormat(Format):
         """Local: the small cast buffer, if any; remote: the downloaded bytes when they cannot stream straight
         into the batch (a cast, or a filesystem read through cat_file)."""
         if self.storage.is_local:
-            direct = out_dtype == header.numpy_dtype and not header.data_offset % ALIGNMENT
+            offset = header.data_offset + piece.piece_start * header.row_bytes
+            direct = out_dtype == header.numpy_dtype and not offset % ALIGNMENT
             side_buffer = 0 if direct else ALIGNMENT + CAST_BLOCK_BYTES
         elif out_dtype == header.numpy_dtype and self.storage.streams_into_arrays:
             side_buffer = 0

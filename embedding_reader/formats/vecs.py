@@ -19,7 +19,7 @@ from ..pieces import Piece
 from ..storage import FileEntry, byte_range, redact
 from .base import Format
 from .checks import Checks, Survey
-from .npy import CAST_BLOCK_BYTES, MAX_DIMENSION
+from .npy import ALIGNMENT, CAST_BLOCK_BYTES, MAX_DIMENSION, read_aligned
 
 PREFIX_BYTES = 4  # each row's dimension: int32, little-endian
 
@@ -94,12 +94,15 @@ class VecsFormat(Format):
     ) -> Optional[pd.DataFrame]:
         layout = row_layout(header.dimension, header.numpy_dtype)
         block_rows = self._block_rows(piece, layout)
-        buffer = np.empty(block_rows * layout.itemsize, dtype=np.uint8)
+        buffer = np.empty(self.transient_bytes(piece, header, out.dtype), dtype=np.uint8)
         for first in range(0, piece.rows, block_rows):
             rows = min(block_rows, piece.rows - first)
-            raw = buffer[: rows * layout.itemsize]
             offset = (piece.piece_start + first) * layout.itemsize
-            self.storage.read_into(header.path, offset, raw.data, cancel)
+            if self.storage.is_local:  # from a cache line: see npy.ALIGNMENT
+                raw = read_aligned(self.storage, header.path, offset, rows * layout.itemsize, buffer, cancel)
+            else:
+                raw = buffer[: rows * layout.itemsize]
+                self.storage.read_into(header.path, offset, raw.data, cancel)
             block = raw.view(layout)
             check_prefixes(header, block["dimension"], piece.piece_start + first)
             cast_into(out[first : first + rows], block["values"])
@@ -112,9 +115,9 @@ class VecsFormat(Format):
         return max(1, min(piece.rows, CAST_BLOCK_BYTES // layout.itemsize))
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
-        """The side buffer of stored rows, prefixes included."""
+        """The side buffer of stored rows, prefixes included (locally with room to start on a cache line)."""
         layout = row_layout(header.dimension, header.numpy_dtype)
-        return self._block_rows(piece, layout) * layout.itemsize
+        return self._block_rows(piece, layout) * layout.itemsize + (ALIGNMENT if self.storage.is_local else 0)
 
 
 class FvecsFormat(VecsFormat):
