@@ -15,7 +15,7 @@ from .errors import EmbeddingReaderError, InconsistentCollectionError, NoEmbeddi
 from .formats import FORMATS, format_class
 from .formats.checks import HEADER, METADATA, PAIRING, Checks, Survey
 from .header import FileHeader
-from .reader import _as_folder_list, _check_pattern
+from .reader import _as_folder_list, _check_dataset, _check_pattern
 from .retry import RetryPolicy
 from .storage import Storage, redact
 
@@ -107,6 +107,7 @@ def inspect_collection(
     storage_options: Optional[Dict[str, Any]] = None,
     retry_policy: Optional[RetryPolicy] = None,
     file_pattern: Optional[str] = None,
+    hdf5_dataset: str = "train",
 ) -> CollectionReport:
     """Check every file of a collection as EmbeddingReader's open does and report every problem, not the first.
 
@@ -115,7 +116,7 @@ def inspect_collection(
     """
     if file_format is not None:
         format_class(file_format)
-    pattern = _check_pattern(file_pattern)
+    pattern, dataset = _check_pattern(file_pattern), _check_dataset(hdf5_dataset)
     storage, folders = _open_storage(embeddings_folder, storage_options, retry_policy)
     checks = Checks(collect=True)
     detected = file_format or _detect(storage, folders, metadata_folder, checks, pattern)
@@ -124,7 +125,7 @@ def inspect_collection(
     stripped_metadata = storage.strip(metadata_folder) if metadata_folder else None
     columns = [meta_columns] if isinstance(meta_columns, str) else list(meta_columns or [])
     file_class = format_class(detected)
-    survey = file_class(storage, embedding_column, columns, stripped_metadata, pattern).survey(folders, checks)
+    survey = file_class(storage, embedding_column, columns, stripped_metadata, pattern, dataset).survey(folders, checks)
     return _report(embeddings_folder, detected, metadata_folder, survey, checks)
 
 

@@ -51,6 +51,7 @@ class EmbeddingReader:
         retry_policy: Optional[RetryPolicy] = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         file_pattern: Optional[str] = None,
+        hdf5_dataset: str = "train",
     ):
         """List the folders and read every file's header (in parallel), checking the collection is consistent.
 
@@ -58,7 +59,7 @@ class EmbeddingReader:
             embeddings_folder: a folder, a file, or a list of them (paths or fsspec URLs); folders are searched
                 recursively, a file is read whatever its name; the paths found are sorted together.
             file_format: "npy", "parquet", "parquet_npy", "fvecs", "ivecs", "bvecs", "fbin", "ibin", "u8bin" or
-                "i8bin" (see README, ANN benchmark formats).
+                "i8bin", or "hdf5" (see README, ANN benchmark formats).
             embedding_column: parquet: the list / fixed_size_list column holding the embeddings.
             meta_columns: parquet and parquet_npy: columns returned in `meta` beside `i` (one name or a list);
                 ignored, with a warning, for formats without metadata.
@@ -68,6 +69,7 @@ class EmbeddingReader:
             timeout: seconds a remote request may go without progress before it is abandoned and retried.
             file_pattern: a glob the names of the files in the folders must match (e.g. "base.1B.u8bin*");
                 default: the format's extension ("*.npy", ...).
+            hdf5_dataset: hdf5: the 2-D dataset read from each file ("train", "test", ...; needs h5py).
 
         Raises an EmbeddingReaderError (a ValueError) naming the file or argument at fault.
         """
@@ -80,6 +82,7 @@ class EmbeddingReader:
         self.meta_columns = _meta_column_list(meta_columns, file_format)
         self.metadata_folder = metadata_folder
         self.file_pattern = _check_pattern(file_pattern)
+        self.hdf5_dataset = _check_dataset(hdf5_dataset)
         self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy(), check_timeout(timeout))
         self._format: Format = self._make_format()
         self.headers: List[FileHeader] = self._format.read_headers([self._storage.strip(f) for f in folders])
@@ -88,7 +91,8 @@ class EmbeddingReader:
         """The format object (rebuilt after unpickling: it holds per-process caches, not state)."""
         metadata_folder = self._storage.strip(self.metadata_folder) if self.metadata_folder else None
         cls = format_class(self.file_format)
-        return cls(self._storage, self.embedding_column, self.meta_columns, metadata_folder, self.file_pattern)
+        options = (self.embedding_column, self.meta_columns, metadata_folder, self.file_pattern, self.hdf5_dataset)
+        return cls(self._storage, *options)
 
     @property
     def storage(self) -> Storage:
@@ -363,6 +367,13 @@ def _check_pattern(file_pattern: Any) -> Optional[str]:
     if file_pattern is not None and not (isinstance(file_pattern, str) and file_pattern):
         raise InvalidArgumentError(f"file_pattern must be a glob of file names, got {_short_repr(file_pattern)}")
     return None if file_pattern is None else str(file_pattern)
+
+
+def _check_dataset(hdf5_dataset: Any) -> str:
+    """A dataset name (a path inside the file, like "train" or "group/train")."""
+    if not (isinstance(hdf5_dataset, str) and hdf5_dataset):
+        raise InvalidArgumentError(f"hdf5_dataset must be a dataset name, got {_short_repr(hdf5_dataset)}")
+    return hdf5_dataset
 
 
 def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:

@@ -30,6 +30,7 @@ def collection_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--file-pattern", metavar="GLOB", help="names of the files to read, e.g. 'base.1B.u8bin*' (default: *.FORMAT)"
     )
+    options.add_argument("--hdf5-dataset", default="train", metavar="D", help="hdf5: the dataset read (default: train)")
     options.add_argument("--metadata-folder", metavar="M", help="folder of the parquet metadata files (parquet_npy)")
     options.add_argument("--embedding-column", default="embedding", metavar="C", help="default: embedding")
     options.add_argument(
@@ -125,6 +126,7 @@ def open_reader(args: argparse.Namespace) -> EmbeddingReader:
         metadata_folder=args.metadata_folder,
         storage_options=dict(args.storage_option),
         file_pattern=args.file_pattern,
+        hdf5_dataset=args.hdf5_dataset,
     )
 
 

@@ -61,6 +61,7 @@ def _collection_arguments(args: argparse.Namespace) -> Report:
         "metadata_folder": args.metadata_folder,
         "storage_options": dict(args.storage_option),
         "file_pattern": args.file_pattern,
+        "hdf5_dataset": args.hdf5_dataset,
     }
 
 

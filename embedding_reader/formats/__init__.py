@@ -5,12 +5,13 @@ from typing import Dict, Type
 from ..errors import InvalidArgumentError
 from .base import Format
 from .bin import FbinFormat, I8binFormat, IbinFormat, U8binFormat
+from .hdf5 import Hdf5Format
 from .npy import NpyFormat
 from .parquet import ParquetFormat
 from .parquet_npy import ParquetNpyFormat
 from .vecs import BvecsFormat, FvecsFormat, IvecsFormat
 
-ANN_FORMATS = (FvecsFormat, IvecsFormat, BvecsFormat, FbinFormat, IbinFormat, U8binFormat, I8binFormat)
+ANN_FORMATS = (FvecsFormat, IvecsFormat, BvecsFormat, FbinFormat, IbinFormat, U8binFormat, I8binFormat, Hdf5Format)
 FORMATS: Dict[str, Type[Format]] = {cls.name: cls for cls in (NpyFormat, ParquetFormat, ParquetNpyFormat, *ANN_FORMATS)}
 
 

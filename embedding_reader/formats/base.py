@@ -35,8 +35,10 @@ class Format(ABC):
         meta_columns: Optional[Sequence[str]] = None,
         metadata_folder: Optional[str] = None,
         file_pattern: Optional[str] = None,
+        hdf5_dataset: str = "train",
     ):
         self.storage = storage
+        self.hdf5_dataset = hdf5_dataset
         self.file_pattern = file_pattern or extension_pattern(self.extension)
         self.embedding_column = embedding_column
         self.meta_columns = list(meta_columns or [])

@@ -1,0 +1,121 @@
+"""hdf5 (ann-benchmarks' files: `train`, `test`, `neighbors`, `distances`): one named 2-D dataset of each file.
+
+Needs h5py (the `hdf5` extra). The open reads each file's metadata through h5py over an fsspec file. A contiguous
+dataset (h5py's default, and ann-benchmarks') is then read as npy's are, by exact byte ranges from its offset in the
+file; a chunked one (compressed, or written in chunks) piece by piece through h5py, pieces cut at chunk boundaries.
+"""
+
+import threading
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..casts import cast_into
+from ..errors import CorruptFileError, InvalidArgumentError, MissingColumnError, UnsupportedFileError
+from ..header import FileHeader
+from ..pieces import Piece
+from ..retry import call_with_retries
+from ..storage import FileEntry, redact
+from .checks import Checks, Survey
+from .npy import NpyFormat, check_shape
+
+NUMERIC_KINDS = "fiu"
+NAMES_SHOWN = 6  # dataset names an error lists
+
+
+def _h5py() -> Any:
+    """The h5py module, or a clear error naming the extra to install."""
+    try:
+        import h5py
+    except ImportError:
+        raise InvalidArgumentError("file_format='hdf5' needs h5py: pip install 'embedding_reader[hdf5]'") from None
+    return h5py
+
+
+def describe_dataset(path: str, file: Any, name: str, size: Optional[int]) -> FileHeader:
+    """The FileHeader of dataset `name` of an open h5py file: its offset if contiguous, its chunks' rows if not."""
+    h5py = _h5py()
+    dataset = file.get(name)
+    if not isinstance(dataset, h5py.Dataset):
+        found = ", ".join(sorted(file)[:NAMES_SHOWN])
+        raise MissingColumnError(f"{redact(path)}: no dataset {name!r} (found: {found or 'none'})")
+    dtype, shape = np.dtype(dataset.dtype), dataset.shape
+    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or len(shape) != 2:
+        raise UnsupportedFileError(f"{redact(path)}: dataset {name!r} is {shape} {dtype}, not 2-D numeric")
+    count, dimension = (int(n) for n in shape)
+    if dataset.chunks is not None:
+        rows = int(dataset.chunks[0])
+        units = tuple(min(rows, count - first) for first in range(0, count, rows))
+        return FileHeader(path=path, count=count, dimension=dimension, dtype=dtype.str, file_size=size, units=units)
+    offset = dataset.id.get_offset()
+    if offset is None:  # never written: no storage allocated
+        if count * dimension:
+            raise UnsupportedFileError(f"{redact(path)}: dataset {name!r} has no data written")
+        offset = 0
+    check_shape(path, count, dimension, dtype, int(offset), size)
+    return FileHeader(
+        path=path, count=count, dimension=dimension, dtype=dtype.str, file_size=size, data_offset=int(offset)
+    )
+
+
+class Hdf5Format(NpyFormat):
+    """One 2-D dataset (`hdf5_dataset`, default "train") of each HDF5 file."""
+
+    name = "hdf5"
+    extension = ".hdf5"
+
+    def survey(self, folders: Sequence[str], checks: Checks) -> Survey:
+        _h5py()
+        return self.survey_files(folders, checks, self.read_hdf5_headers)
+
+    def read_hdf5_headers(self, files: Sequence[FileEntry]) -> List[FileHeader]:
+        """Each file's dataset, described through h5py (metadata only)."""
+        return [self._header(path, size) for path, size in files]
+
+    def _header(self, path: str, listed: Optional[int]) -> FileHeader:
+        """One file's header (its size asked if the listing did not give it), read again on transient errors."""
+        size = listed if listed is not None else self.storage.size(path)
+        header: FileHeader = self._with_file(path, lambda file: describe_dataset(path, file, self.hdf5_dataset, size))
+        return header
+
+    def read_piece(
+        self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        if not header.units:  # contiguous: exact byte ranges, as npy
+            return super().read_piece(piece, header, out, cancel)
+        self.storage.check_unchanged(header.path)
+        self._with_file(header.path, lambda file: _read_rows(file[self.hdf5_dataset], piece, out), cancel)
+        return None
+
+    def _with_file(self, path: str, action: Any, cancel: Optional[threading.Event] = None) -> Any:
+        """action(h5py file), the file opened through fsspec; retried remotely, an unreadable file refused."""
+        h5py = _h5py()
+
+        def attempt() -> Any:
+            with self.storage.fs.open(path, "rb") as raw:
+                try:
+                    file = h5py.File(raw, "r")
+                except OSError as exc:
+                    if self.storage.is_local or "signature" in str(exc):
+                        raise CorruptFileError(f"{redact(path)}: not a readable HDF5 file ({exc})") from exc
+                    raise
+                with file:
+                    return action(file)
+
+        return call_with_retries(attempt, f"reading {redact(path)} through h5py", self.storage.retry_policy, cancel)
+
+    def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
+        """Contiguous: as npy; chunked: the chunks h5py decodes for the piece (and a cast copy)."""
+        if not header.units:
+            return super().transient_bytes(piece, header, out_dtype)
+        return 2 * piece.rows * header.row_bytes
+
+
+def _read_rows(dataset: Any, piece: Piece, out: np.ndarray) -> None:
+    """The piece's rows of a chunked dataset, through h5py (cast into `out` if dtypes differ)."""
+    rows = np.s_[piece.piece_start : piece.piece_end]
+    if out.dtype == dataset.dtype:
+        dataset.read_direct(out, rows)
+    else:
+        cast_into(out, dataset[rows])

@@ -1,0 +1,124 @@
+"""hdf5 (the optional h5py extra): ann-benchmarks style files written by h5py, read back row for row: contiguous
+datasets by exact byte ranges, chunked (compressed) ones through h5py, locally and over http."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from embedding_reader import (
+    CorruptFileError,
+    EmbeddingReader,
+    InvalidArgumentError,
+    MissingColumnError,
+    UnsupportedFileError,
+    detect_format,
+)
+from embedding_reader.formats import hdf5 as hdf5_format
+from tests.support.remote import FAST_RETRIES
+
+h5py = pytest.importorskip("h5py")
+pytestmark = pytest.mark.timeout(120)
+
+DIM = 16
+
+
+def write_ann_file(path, train: np.ndarray, test: np.ndarray, **options) -> None:
+    """An ann-benchmarks style file: train and test vectors, neighbors, distances (options: h5py's, e.g. chunks)."""
+    with h5py.File(path, "w") as file:
+        file.create_dataset("train", data=train, **options)
+        file.create_dataset("test", data=test)
+        file.create_dataset("neighbors", data=np.arange(len(test) * 10, dtype=np.int32).reshape(len(test), 10))
+        file.create_dataset("distances", data=np.ones((len(test), 10), dtype=np.float32))
+
+
+def rows(count: int, seed: int, dtype="float32") -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, DIM)).astype(dtype)
+
+
+def read(reader: EmbeddingReader, batch_size: int, **kwargs) -> np.ndarray:
+    return np.concatenate([batch for batch, _ in reader(batch_size, show_progress=False, **kwargs)])
+
+
+@pytest.fixture(scope="module")
+def collections(tmp_path_factory):
+    """Two contiguous files (float32, big-endian float64) and a chunked gzip file; their train and test rows."""
+    root = tmp_path_factory.mktemp("hdf5")
+    contiguous = root / "contiguous"
+    contiguous.mkdir()
+    train = [rows(70, 0), rows(45, 1)]
+    test = [rows(5, 2), rows(4, 3)]
+    write_ann_file(contiguous / "a-16-euclidean.hdf5", train[0], test[0])
+    write_ann_file(contiguous / "b-16-euclidean.hdf5", train[1], test[1])
+    chunked = root / "chunked"
+    chunked.mkdir()
+    big_endian = rows(130, 4).astype(">f8")
+    write_ann_file(chunked / "c.hdf5", big_endian, rows(3, 5), chunks=(32, DIM), compression="gzip")
+    return root, {
+        "train": np.concatenate(train),
+        "test": np.concatenate(test),
+        "chunked": big_endian.astype(np.float64),
+    }
+
+
+def test_contiguous_datasets_by_byte_range(collections, monkeypatch):
+    """Contiguous datasets are read as npy files are: exact ranges from the dataset's offset, never through h5py."""
+    root, expected = collections
+    reader = EmbeddingReader(str(root / "contiguous"), file_format="hdf5")
+    assert (reader.count, reader.dimension, reader.dtype) == (115, DIM, np.float32)
+    assert all(header.data_offset > 0 and not header.units for header in reader.headers)
+    monkeypatch.setattr(hdf5_format, "_read_rows", lambda *args: pytest.fail("a contiguous piece went through h5py"))
+    np.testing.assert_array_equal(read(reader, 16, max_piece_size=9), expected["train"])
+    np.testing.assert_array_equal(read(reader, 7, start=60, end=101, output_dtype=None), expected["train"][60:101])
+    queries = EmbeddingReader(str(root / "contiguous"), file_format="hdf5", hdf5_dataset="test")
+    np.testing.assert_array_equal(read(queries, 4), expected["test"])
+    neighbors = EmbeddingReader(str(root / "contiguous"), file_format="hdf5", hdf5_dataset="neighbors")
+    assert neighbors.dtype == np.int32 and neighbors.count == 9
+
+
+def test_chunked_dataset_chunk_by_chunk(collections):
+    """A compressed dataset is read through h5py, its pieces cut at chunk boundaries; big-endian values cast."""
+    root, expected = collections
+    reader = EmbeddingReader(str(root / "chunked" / "c.hdf5"), file_format="hdf5")
+    assert reader.headers[0].units == (32, 32, 32, 32, 2)
+    np.testing.assert_array_equal(read(reader, 50, max_piece_size=40, output_dtype=np.float64), expected["chunked"])
+    np.testing.assert_array_equal(read(reader, 9, start=33, end=100), expected["chunked"][33:100].astype(np.float32))
+
+
+def test_over_http(collections, http_server_factory):
+    root, expected = collections
+    base = http_server_factory(root).url
+    contiguous = EmbeddingReader(f"{base}/contiguous/", file_format="hdf5", retry_policy=FAST_RETRIES)
+    np.testing.assert_array_equal(read(contiguous, 16, max_piece_size=9), expected["train"])
+    chunked = EmbeddingReader(f"{base}/chunked/c.hdf5", file_format="hdf5", retry_policy=FAST_RETRIES)
+    np.testing.assert_array_equal(read(chunked, 50, output_dtype=np.float64), expected["chunked"])
+
+
+def test_bad_files_and_arguments(tmp_path):
+    path = tmp_path / "x.hdf5"
+    write_ann_file(path, rows(3, 0), rows(2, 1))
+    with pytest.raises(MissingColumnError, match=re.escape(f"{path}: no dataset 'base' (found: distances, neighbors")):
+        EmbeddingReader(str(tmp_path), file_format="hdf5", hdf5_dataset="base")
+    with h5py.File(path, "a") as file:
+        file.create_dataset("cube", data=np.zeros((2, 3, 4), dtype=np.float32))
+    with pytest.raises(UnsupportedFileError, match="dataset 'cube' is"):
+        EmbeddingReader(str(tmp_path), file_format="hdf5", hdf5_dataset="cube")
+    with pytest.raises(InvalidArgumentError, match="hdf5_dataset"):
+        EmbeddingReader(str(tmp_path), file_format="hdf5", hdf5_dataset="")
+    (tmp_path / "y.hdf5").write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(CorruptFileError, match=re.escape(f"{tmp_path / 'y.hdf5'}: not a readable HDF5 file")):
+        EmbeddingReader(str(tmp_path), file_format="hdf5")
+    assert detect_format(str(path)) == "hdf5"
+
+
+def test_truncated_contiguous_file_is_refused(tmp_path):
+    """A contiguous dataset whose bytes the file no longer holds is refused at open, naming the file."""
+    path = tmp_path / "cut.hdf5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("train", data=rows(200, 0))
+    with open(path, "r+b") as file:
+        file.truncate(path.stat().st_size - 100)
+    with pytest.raises(CorruptFileError, match=re.escape(str(path))):
+        EmbeddingReader(str(path), file_format="hdf5")
