@@ -1,5 +1,6 @@
 """npy: 2-D C-order numeric arrays saved by numpy; headers parsed by numpy's own format module."""
 
+import functools
 import io
 import re
 import threading
@@ -83,12 +84,13 @@ def check_shape(path: str, count: int, dimension: int, dtype: np.dtype, offset: 
     if count and dimension > MAX_DIMENSION:
         raise UnsupportedFileError(f"{redact(path)}: dimension {_quote(dimension)} exceeds {MAX_DIMENSION}")
     expected_size = offset + count * dimension * dtype.itemsize
-    shape = f"({_quote(count)}, {dimension}) {dtype}"
     if size is not None and size < expected_size:  # bytes after the array are ignored, as np.load does
+        shape = f"({_quote(count)}, {dimension}) {dtype}"
         raise CorruptFileError(
             f"{redact(path)}: file has {size} bytes but its header {shape} needs {_quote(expected_size)}"
         )
     if size is None and expected_size > MAX_DATA_BYTES:
+        shape = f"({_quote(count)}, {dimension}) {dtype}"
         raise CorruptFileError(f"{redact(path)}: header shape {shape} is larger than any file")
 
 
@@ -97,8 +99,14 @@ def _numpy_header_fields(path: str, header: bytes) -> Tuple[Tuple[Any, ...], boo
     saved = _SAVED_2D_HEADER.fullmatch(header)
     if saved is not None:
         descr, fortran_order, count, dimension = saved.groups()
-        return (int(count), int(dimension)), fortran_order == b"True", np.dtype(descr.decode())
+        return (int(count), int(dimension)), fortran_order == b"True", _saved_dtype(descr)
     return _numpy_parsed_fields(path, header)
+
+
+@functools.lru_cache(maxsize=64)
+def _saved_dtype(descr: bytes) -> np.dtype:
+    """The dtype of an np.save header's descr (a handful of values: made once each)."""
+    return np.dtype(descr.decode())
 
 
 def _numpy_parsed_fields(path: str, header: bytes) -> Tuple[Tuple[Any, ...], bool, np.dtype]:

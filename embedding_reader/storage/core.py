@@ -73,6 +73,7 @@ class Storage:
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.pop("_is_local", None)
         self._fs = None
         self._lock = threading.Lock()
         self.stats = StorageStats()
@@ -107,7 +108,10 @@ class Storage:
     @property
     def is_local(self) -> bool:
         """True when reads can go straight from a local file into a numpy buffer."""
-        return isinstance(self.fs, LocalFileSystem)
+        local = self.__dict__.get("_is_local")
+        if local is None:
+            local = self.__dict__["_is_local"] = isinstance(self.fs, LocalFileSystem)
+        return bool(local)
 
     @property
     def streamer(self) -> Optional[Streamer]:
@@ -244,7 +248,9 @@ class Storage:
     def _counted_cat(self, path: str, start: int, end: int, cancel: Optional[threading.Event] = None) -> bytes:
         """Bytes [start, end), or fewer if the file ends first; never more."""
         fs = self.fs
-        if getattr(fs, "async_impl", False):
+        if self.is_local:
+            data = local.cat(path, start, end)
+        elif getattr(fs, "async_impl", False):
             data = self._remote().cat(path, start, end, cancel)
         else:
             data = bytes(fs.cat_file(path, start=start, end=end))

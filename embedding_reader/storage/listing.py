@@ -23,8 +23,9 @@ from urllib.parse import unquote
 
 from ..errors import NoEmbeddingsFoundError, ShortReadError
 from ..retry import call_with_retries
+from . import local
 from .core import Storage
-from .identity import listed_identity, local_identity
+from .identity import FileIdentity, listed_identity, local_identity
 from .names import FileEntry, redact
 
 logger = logging.getLogger("embedding_reader")
@@ -142,7 +143,10 @@ class _Walk:
 
     def _remember(self, name: str, entry: Entry) -> Optional[int]:
         """Record what the file is now (see identity.py); its size if known."""
-        identity = local_identity(os.stat(name)) if self.storage.is_local else listed_identity(entry)
+        if "mtime_ns" in entry:  # a local listing's own stat
+            identity = FileIdentity(entry["size"], str(entry["mtime_ns"]))
+        else:
+            identity = local_identity(os.stat(name)) if self.storage.is_local else listed_identity(entry)
         self.storage.identities.observe(name, identity, redact(name))
         return identity.size
 
@@ -159,6 +163,8 @@ def list_directory(storage: Storage, directory: str, is_root: bool) -> List[Entr
 
     def listing() -> List[Entry]:
         try:
+            if storage.is_local:
+                return local.list_directory(directory)
             entries: List[Entry] = storage.fs.ls(directory, detail=True, refresh=True)
             return entries
         except FileNotFoundError as exc:

@@ -2,6 +2,7 @@
 was when the reader listed it (size and modification time, by `fstat` of the open file)."""
 
 import os
+from typing import Any, Dict, List
 
 from ..errors import CorruptFileError
 from .identity import FileIdentities, local_identity
@@ -22,6 +23,30 @@ def read_into(path: str, start: int, out: memoryview, identities: FileIdentities
                 end = start + out.nbytes
                 raise CorruptFileError(f"{byte_range(path, start, end)}: file ends early, after {filled} bytes")
             filled += got
+
+
+def cat(path: str, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a file, or fewer if it ends first (a plain read: no fsspec file object)."""
+    with open(path, "rb") as file:
+        file.seek(start)
+        return file.read(end - start)
+
+
+def list_directory(directory: str) -> List[Dict[str, Any]]:
+    """A folder's entries as the listing walks them (name, type as seen through symlinks, size and mtime_ns of
+    files), from one scandir and one stat per file: fsspec's ls adds an lstat and an info per entry."""
+    entries: List[Dict[str, Any]] = []
+    with os.scandir(directory) as found:
+        for entry in found:
+            name = os.path.join(directory, entry.name)
+            if entry.is_dir():
+                entries.append({"name": name, "type": "directory"})
+            elif entry.is_file():
+                status = entry.stat()
+                entries.append({"name": name, "type": "file", "size": status.st_size, "mtime_ns": status.st_mtime_ns})
+            else:
+                entries.append({"name": name, "type": "other"})
+    return entries
 
 
 def check_unchanged(path: str, identities: FileIdentities) -> None:
