@@ -29,7 +29,9 @@ from .pieces import Piece
 from .storage import redact
 
 ReadPiece = Callable[[Piece, np.ndarray, threading.Event], Optional[pd.DataFrame]]
+Metas = List[Optional[pd.DataFrame]]
 THREAD_NAME_PREFIX = "embedding_reader"
+MAX_GROUP_PIECES = 256  # pieces one task reads at most, so that a batch of tiny pieces still spreads over threads
 
 
 @dataclass
@@ -38,12 +40,12 @@ class _PendingBatch:
     (so that waiting costs O(1) per piece), and how many of the first ones are known to have succeeded."""
 
     batch_id: int
-    futures: List["Future[Optional[pd.DataFrame]]"] = field(default_factory=list)
+    futures: List["Future[Metas]"] = field(default_factory=list)
     cost: int = 0
-    finished: "queue.SimpleQueue[Future[Optional[pd.DataFrame]]]" = field(default_factory=queue.SimpleQueue)
+    finished: "queue.SimpleQueue[Future[Metas]]" = field(default_factory=queue.SimpleQueue)
     checked: int = 0
 
-    def add(self, future: "Future[Optional[pd.DataFrame]]", cost: int) -> None:
+    def add(self, future: "Future[Metas]", cost: int) -> None:
         self.futures.append(future)
         self.cost += cost
         future.add_done_callback(self.finished.put)
@@ -57,7 +59,9 @@ class _PendingBatch:
 
 
 class Pipeline:
-    """Iterates over (embeddings, meta) batches of a plan of pieces, reading `parallel` pieces at once."""
+    """Iterates over (embeddings, meta) batches of a plan of pieces, reading `parallel` tasks at once. A task is one
+    piece, or consecutive small pieces of one batch up to `group_bytes` (many small local files: one future, not
+    one per file; remote pieces are not grouped, their latencies would add up)."""
 
     def __init__(
         self,
@@ -67,11 +71,12 @@ class Pipeline:
         piece_cost: Callable[[Piece], int],
         parallel: int,
         budget: int,
+        group_bytes: int = 0,
     ):
         self._pieces = pieces
         self._next: Optional[Piece] = next(pieces, None)
         self._read_piece, self._assembler, self._piece_cost = read_piece, assembler, piece_cost
-        self._parallel, self._budget = parallel, budget
+        self._parallel, self._budget, self._group_bytes = parallel, budget, group_bytes
         self._pending: Deque[_PendingBatch] = deque()
         self._in_flight = 0
         self._handed_over = 0
@@ -92,17 +97,33 @@ class Pipeline:
 
     def _submit(self, executor: ThreadPoolExecutor) -> None:
         """Submit pieces in order while the budget allows; the oldest batch's pieces always go."""
+        group: List[Tuple[Piece, np.ndarray]] = []
+        group_cost = 0
         while self._next is not None:
             piece, cost = self._next, self._piece_cost(self._next)
             oldest = self._pending[0].batch_id if self._pending else piece.batch_id
-            if piece.batch_id != oldest and not self._may_prefetch(cost):
-                return
+            if piece.batch_id != oldest and not self._may_prefetch(cost + group_cost):
+                break
+            if group and (not self._joins(group, group_cost, piece, cost)):
+                self._pending[-1].add(executor.submit(self._run_group, group), group_cost)
+                group, group_cost = [], 0
             if not self._pending or self._pending[-1].batch_id != piece.batch_id:
                 self._pending.append(_PendingBatch(piece.batch_id))
-            out = self._assembler.slot(piece)
-            self._pending[-1].add(executor.submit(self._run, piece, out), cost)
+            group.append((piece, self._assembler.slot(piece)))
+            group_cost += cost
             self._in_flight += cost
             self._next = next(self._pieces, None)
+        if group:
+            self._pending[-1].add(executor.submit(self._run_group, group), group_cost)
+
+    def _joins(self, group: List[Tuple[Piece, np.ndarray]], group_cost: int, piece: Piece, cost: int) -> bool:
+        """Whether a piece may join the task being gathered: same batch, and the task stays small."""
+        same_batch = group[0][0].batch_id == piece.batch_id
+        return same_batch and group_cost + cost <= self._group_bytes and len(group) < MAX_GROUP_PIECES
+
+    def _run_group(self, group: List[Tuple[Piece, np.ndarray]]) -> Metas:
+        """Read a task's pieces one after the other in a worker thread."""
+        return [self._run(piece, out) for piece, out in group]
 
     def _may_prefetch(self, cost: int) -> bool:
         """Whether a piece of a later batch may start now: not before the first batch is handed over, then
@@ -112,7 +133,7 @@ class Pipeline:
         oldest_cost = self._pending[0].cost
         if self._in_flight - oldest_cost + cost <= oldest_cost:
             return True
-        pieces_ahead = sum(len(batch.futures) for batch in islice(self._pending, 1, None))
+        pieces_ahead = sum(len(batch.futures) for batch in islice(self._pending, 1, None))  # tasks, in fact
         return pieces_ahead < self._parallel
 
     def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
@@ -137,7 +158,7 @@ class Pipeline:
             batch.finished.get()
             batch.raise_first_error()
             self._submit(executor)
-        metas = [future.result() for future in batch.futures]
+        metas = [meta for future in batch.futures for meta in future.result()]
         self._pending.popleft()
         self._in_flight -= batch.cost
         self._handed_over += 1

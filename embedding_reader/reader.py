@@ -27,6 +27,7 @@ DEFAULT_RAM_BUDGET = 2**32
 MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads saturate 2 to 8 cores
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
 FIRST_BATCH_MIN_PIECE = 2**20  # over http the first batch is cut into a piece per thread, not below 1 MB each
+LOCAL_GROUP_BYTES = 4 * 2**20  # small local pieces (many small files) read as one task up to this many bytes
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 OUTPUT_KINDS = "fiu"  # output dtypes: floats, signed and unsigned integers (no bool, complex, text, dates)
 
@@ -224,6 +225,7 @@ class EmbeddingReader:
             lambda piece: self._piece_cost(piece, out_dtype),
             parallel,
             max_ram_usage_in_bytes,
+            LOCAL_GROUP_BYTES if self._storage.is_local else 0,
         )
         return self._with_progress(pipeline, end - start, show_progress)
 

@@ -103,3 +103,23 @@ def test_nothing_is_read_ahead_of_the_first_batch(collection, monkeypatch, paral
     emb, _ = next(read)
     np.testing.assert_array_equal(emb, expected(collection, 1))
     assert {batch_id for batch_id, _ in started} >= {0, 1}
+
+
+def test_small_local_pieces_are_read_as_grouped_tasks(tmp_path, monkeypatch):
+    """Many small local files: consecutive pieces of a batch share one task (one future, not one per file), up to
+    LOCAL_GROUP_BYTES; rows and their order are exact."""
+    from embedding_reader import pipeline as pipeline_module
+    from embedding_reader import reader as reader_module
+    from tests.support.collections import read_all
+
+    collection = write_npy_collection(tmp_path, [3] * 200, dim=8)
+    sizes = []
+    real = pipeline_module.Pipeline._run_group
+    monkeypatch.setattr(
+        pipeline_module.Pipeline, "_run_group", lambda self, group: sizes.append(len(group)) or real(self, group)
+    )
+    monkeypatch.setattr(reader_module, "LOCAL_GROUP_BYTES", 40 * 3 * 8 * 4)  # 40 files' worth of rows a task
+    result = read_all(EmbeddingReader(collection.folder)(batch_size=250, show_progress=False, parallel_pieces=3))
+    np.testing.assert_array_equal(result.embeddings, collection.embeddings)
+    assert result.meta["i"].tolist() == list(range(600))
+    assert sum(sizes) == 200 + 2 and max(sizes) == 40 and len(sizes) < 30, sizes  # 2 files cut by batch ends
