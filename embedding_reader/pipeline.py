@@ -102,7 +102,7 @@ class Pipeline:
         while self._next is not None:
             piece, cost = self._next, self._piece_cost(self._next)
             oldest = self._pending[0].batch_id if self._pending else piece.batch_id
-            if piece.batch_id != oldest and not self._may_prefetch(cost + group_cost):
+            if piece.batch_id != oldest and not self._may_prefetch(cost):
                 break
             if group and (not self._joins(group, group_cost, piece, cost)):
                 self._pending[-1].add(executor.submit(self._run_group, group), group_cost)

@@ -168,6 +168,7 @@ class EmbeddingReader:
         template.__dict__.pop("_legacy_view", None)
         paths = [path for header in headers for path in (header.path, header.parquet and header.parquet.path) if path]
         template._storage = self._storage.for_files(paths)
+        template._format = template._make_format()  # on the template's own storage
         return template
 
     def split(self, n: int) -> List[Tuple[int, int]]:

@@ -333,3 +333,30 @@ def test_retries_are_logged_stalls_as_warnings(collection, caplog):
     shifted = [r for r in caplog.records if "not the range asked" in r.getMessage()]
     assert [r.levelno for r in stalls] == [logging.WARNING] and "attempt 1 of 3 failed" in stalls[0].getMessage()
     assert [r.levelno for r in shifted] == [logging.DEBUG]
+
+
+def test_a_body_cut_short_without_a_length_is_retried_not_taken_as_a_short_file(collection):
+    """A 206 with no Content-Length whose connection closes halfway looks like a short file to the client: the
+    Content-Range says how many bytes must come, so the header read is retried, even where short answers are
+    allowed (at the end of a file)."""
+    from embedding_reader.storage import Storage
+
+    script = Script(Misbehaviour.CUT_WITHOUT_LENGTH, min_start=0, times=1)
+    with HostileServer(os.path.dirname(collection.folder), script) as server:
+        storage = Storage(f"{server.url}/emb/", None, FEW, timeout=TIMEOUT_S)
+        url = f"{server.url}/emb/emb_0000.npy"
+        assert storage.read_ranges([(url, 0, 256), (url, 256, 512)], allow_short=True) == [
+            open(collection.paths[0], "rb").read()[:256],
+            open(collection.paths[0], "rb").read()[256:512],
+        ]
+        assert script.played == 1
+
+
+@pytest.mark.parametrize("misbehaviour", [Misbehaviour.LAST_MODIFIED_ONLY, Misbehaviour.RANGE_BEYOND_TOTAL])
+def test_answers_without_an_etag_or_with_a_contradictory_range(collection, misbehaviour):
+    """An answer carrying a date instead of the ETag seen before is no sign of change (tags of different kinds are
+    not compared); a Content-Range ending past its own total is refused and retried. Rows exact either way."""
+    with HostileServer(os.path.dirname(collection.folder), Script(misbehaviour, min_start=1, times=2)) as server:
+        reader = open_reader(f"{server.url}/emb/")
+        assert_exact(read(reader, parallel_pieces=1), collection)
+        assert server.script.played == 2

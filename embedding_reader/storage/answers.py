@@ -19,7 +19,8 @@ def checked_range(where: str, content_range: Optional[str], start: int, length: 
     total = None if match[3] == "*" else int(match[3])
     asked_last = start + length - 1
     at_end = total is not None and last == total - 1
-    if first != start or last < first or last > asked_last or (last < asked_last and not at_end):
+    beyond_total = total is not None and last >= total
+    if first != start or last < first or last > asked_last or beyond_total or (last < asked_last and not at_end):
         raise ShortReadError(f"{where}: the answer holds bytes {first}-{last}/{match[3]}, not the range asked")
     return last - first + 1, total
 
@@ -34,6 +35,14 @@ def check_length(where: str, content_length: Optional[int], expected: int) -> No
     """An announced body length other than the range's: transient (a proxy's or server's mistake)."""
     if content_length is not None and content_length != expected:
         raise ShortReadError(f"{where}: Content-Length {content_length} for a range of {expected} bytes")
+
+
+def check_complete(where: str, filled: int, expected: int) -> int:
+    """The body's length, once it is all the answer said it holds: a body cut short is transient, never taken as
+    a short file (a connection closed early looks the same to the client when no length was sent)."""
+    if filled != expected:
+        raise ShortReadError(f"{where}: the answer ended after {filled} of its {expected} bytes")
+    return filled
 
 
 def append(out: memoryview, filled: int, chunk: bytes, where: str) -> int:

@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional, Tuple
 import fsspec
 
 from ..errors import ReadFailedError
-from .answers import append, check_encoding, check_length, checked_range
-from .identity import FileIdentity
+from .answers import append, check_complete, check_encoding, check_length, checked_range
+from .identity import FileIdentity, etag, modified
 from .remote import ReadContext, Streamer
 from .watchdog import CLIENT_TIMEOUT_MARGIN_S, Watchdog
 
@@ -84,7 +84,7 @@ async def read_into(fs: Any, url: str, start: int, out: memoryview, context: Rea
             async for chunk in response.content.iter_any():  # chunks as received: no joining
                 filled = append(body, filled, chunk, where)
                 watchdog.progress(len(chunk))
-            return filled
+            return check_complete(where, filled, expected)
 
 
 def _checked_answer(where: str, response: Any, start: int, length: int) -> Tuple[int, Optional[int]]:
@@ -106,5 +106,4 @@ def _checked_answer(where: str, response: Any, start: int, length: int) -> Tuple
 
 def _version(headers: Any) -> Optional[str]:
     """The version tag an http answer carries: its ETag, else its Last-Modified date."""
-    tag = headers.get("ETag") or headers.get("Last-Modified")
-    return None if tag is None else str(tag)
+    return etag(headers.get("ETag")) or modified(headers.get("Last-Modified"))

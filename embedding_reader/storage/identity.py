@@ -12,28 +12,49 @@ from ..errors import FileChangedError
 
 @dataclass(frozen=True)
 class FileIdentity:
-    """A file's size and version tag (an ETag, an S3 version id, a local mtime), each None when unknown."""
+    """A file's size and version tag (`etag:...`, `modified:...` or `mtime:...`), each None when unknown. Tags of
+    different kinds are never compared: a server may send an ETag on one answer and only a date on another."""
 
     size: Optional[int] = None
     tag: Optional[str] = None
 
     def merged(self, other: "FileIdentity", path: str) -> "FileIdentity":
         """This identity completed by `other`; a FileChangedError when both know a field and disagree."""
+        tags_comparable = self.tag is not None and other.tag is not None and _kind(self.tag) == _kind(other.tag)
         for name, mine, theirs in (("size", self.size, other.size), ("version", self.tag, other.tag)):
-            if mine is not None and theirs is not None and mine != theirs:
+            known = mine is not None and theirs is not None and (name == "size" or tags_comparable)
+            if known and mine != theirs:
                 raise FileChangedError(f"{path}: changed since the reader opened it ({name} {mine} -> {theirs})")
         return FileIdentity(self.size if self.size is not None else other.size, self.tag or other.tag)
 
 
+def _kind(tag: str) -> str:
+    return tag.split(":", 1)[0]
+
+
+def etag(value: Any) -> Optional[str]:
+    """An ETag as a tag, weak or strong and quoted or not alike (stores differ between listings and answers)."""
+    if not value:
+        return None
+    text = str(value).strip()
+    text = text[2:] if text.startswith("W/") else text
+    return "etag:" + text.strip('"')
+
+
+def modified(value: Any) -> Optional[str]:
+    """A Last-Modified date as a tag."""
+    return None if not value else f"modified:{value}"
+
+
 def listed_identity(entry: Mapping[str, Any]) -> FileIdentity:
     """The identity a remote directory listing gives: the size, and the ETag where the store lists it."""
-    size, tag = entry.get("size"), entry.get("ETag") or entry.get("etag")
-    return FileIdentity(int(size) if isinstance(size, int) else None, None if tag is None else str(tag))
+    size = entry.get("size")
+    return FileIdentity(int(size) if isinstance(size, int) else None, etag(entry.get("ETag") or entry.get("etag")))
 
 
 def local_identity(status: os.stat_result) -> FileIdentity:
     """A local file's identity: its size and modification time in nanoseconds (a rewrite changes it)."""
-    return FileIdentity(status.st_size, str(status.st_mtime_ns))
+    return FileIdentity(status.st_size, f"mtime:{status.st_mtime_ns}")
 
 
 class FileIdentities:

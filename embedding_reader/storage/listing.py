@@ -144,7 +144,7 @@ class _Walk:
     def _remember(self, name: str, entry: Entry) -> Optional[int]:
         """Record what the file is now (see identity.py); its size if known."""
         if "mtime_ns" in entry:  # a local listing's own stat
-            identity = FileIdentity(entry["size"], str(entry["mtime_ns"]))
+            identity = FileIdentity(entry["size"], f"mtime:{entry['mtime_ns']}")
         else:
             identity = local_identity(os.stat(name)) if self.storage.is_local else listed_identity(entry)
         self.storage.identities.observe(name, identity, redact(name))

@@ -6,8 +6,8 @@ from typing import Any, Dict, Optional, Tuple
 import fsspec
 
 from ..errors import ReadFailedError
-from .answers import append, check_length, checked_range
-from .identity import FileIdentity
+from .answers import append, check_complete, check_length, checked_range
+from .identity import FileIdentity, etag
 from .remote import ReadContext, Streamer
 from .watchdog import CLIENT_TIMEOUT_MARGIN_S, Watchdog
 
@@ -57,12 +57,12 @@ async def read_into(fs: Any, path: str, start: int, out: memoryview, context: Re
         body = response["Body"]
         try:
             expected, total = _checked_answer(where, response, start, len(out))
-            context.identities.observe(path, FileIdentity(total, response.get("ETag")), path)
+            context.identities.observe(path, FileIdentity(total, etag(response.get("ETag"))), path)
             target, filled = out[:expected], 0
             while chunk := await body.read(READ_BYTES):
                 filled = append(target, filled, chunk, where)
                 watchdog.progress(len(chunk))
-            return filled
+            return check_complete(where, filled, expected)
         finally:
             body.close()
 

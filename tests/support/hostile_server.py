@@ -31,6 +31,9 @@ class Misbehaviour(str, enum.Enum):
     WHOLE_FILE = "whole_file"  # a 200 with the whole file, whatever the range asked
     WRONG_TOTAL = "wrong_total"  # the right bytes, but a Content-Range total of another file size
     NOT_FOUND = "not_found"  # a 404, as for a file deleted after the listing
+    CUT_WITHOUT_LENGTH = "cut_without_length"  # no Content-Length, half the body, then the connection closes
+    LAST_MODIFIED_ONLY = "last_modified_only"  # the right answer, with a Last-Modified date and no ETag
+    RANGE_BEYOND_TOTAL = "range_beyond_total"  # a Content-Range whose end lies past its own total
 
 
 @dataclass
@@ -136,8 +139,15 @@ class _HostileHandler(BaseHTTPRequestHandler):
             shift = len(data) if last + 1 + len(data) <= size else -min(first, len(data))
             data = _read(path, first + shift, last + 1 + shift)
             headers["Content-Range"] = f"bytes {first + shift}-{last + shift}/{size}"
-        if cue is Misbehaviour.WRONG_TOTAL:
-            headers["Content-Range"] = f"bytes {first}-{last}/{size + 4096}"
+        _alter_headers(headers, cue, first, last, size)
+        if cue is Misbehaviour.CUT_WITHOUT_LENGTH:
+            self.send_response(206)
+            for name, value in {**headers, "Connection": "close"}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            return self._close()
         if cue is Misbehaviour.GZIP:
             data = gzip.compress(data)
             headers["Content-Encoding"] = "gzip"
@@ -177,6 +187,17 @@ class _HostileHandler(BaseHTTPRequestHandler):
 
     def _close(self) -> None:
         self.close_connection = True
+
+
+def _alter_headers(headers: dict[str, str], cue: Misbehaviour | None, first: int, last: int, size: int) -> None:
+    """The misbehaviours that only change what the headers say."""
+    if cue is Misbehaviour.WRONG_TOTAL:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size + 4096}"
+    if cue is Misbehaviour.RANGE_BEYOND_TOTAL:
+        headers["Content-Range"] = f"bytes {first}-{last}/{last}"
+    if cue is Misbehaviour.LAST_MODIFIED_ONLY:
+        del headers["ETag"]
+        headers["Last-Modified"] = "Mon, 01 Jan 2024 00:00:00 GMT"
 
 
 def _read(path: str, start: int, end: int) -> bytes:
