@@ -4,9 +4,9 @@ from typing import List, Sequence, Tuple, Union
 
 import fsspec
 
+from .arguments import as_folder_list
 from .formats import format_class
 from .legacy import user_path
-from .reader import _as_folder_list
 from .retry import RetryPolicy
 from .storage import Storage
 
@@ -19,7 +19,7 @@ def get_file_list(
     Paths are sorted together across folders (`sort_result` is accepted for 1.8.1's signature; the order is
     always sorted); remote paths keep their protocol, as 1.8.1 returned them.
     """
-    folders = _as_folder_list(path)
+    folders = as_folder_list(path)
     storage = Storage(folders[0], None, RetryPolicy())
     file_class = format_class(file_format)
     files = file_class(storage).list_files([storage.strip(folder) for folder in folders])

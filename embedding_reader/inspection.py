@@ -11,11 +11,11 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
+from .arguments import as_folder_list, check_dataset, check_pattern
 from .errors import EmbeddingReaderError, InconsistentCollectionError, NoEmbeddingsFoundError
 from .formats import FORMATS, format_class
 from .formats.checks import HEADER, METADATA, PAIRING, Checks, Survey
 from .header import FileHeader
-from .reader import _as_folder_list, _check_dataset, _check_pattern
 from .retry import RetryPolicy
 from .storage import Storage, redact
 
@@ -116,7 +116,7 @@ def inspect_collection(
     """
     if file_format is not None:
         format_class(file_format)
-    pattern, dataset = _check_pattern(file_pattern), _check_dataset(hdf5_dataset)
+    pattern, dataset = check_pattern(file_pattern), check_dataset(hdf5_dataset)
     storage, folders = _open_storage(embeddings_folder, storage_options, retry_policy)
     checks = Checks(collect=True)
     detected = file_format or _detect(storage, folders, metadata_folder, checks, pattern)
@@ -139,7 +139,7 @@ def detect_format(
     given): npy files make npy (parquet_npy with a metadata folder), parquet files parquet, .fvecs files fvecs, and
     so on; several kinds, or none, raise an error naming what was found."""
     storage, folders = _open_storage(embeddings_folder, storage_options, None)
-    detected = _detect(storage, folders, metadata_folder, Checks(), _check_pattern(file_pattern))
+    detected = _detect(storage, folders, metadata_folder, Checks(), check_pattern(file_pattern))
     assert detected is not None  # a strict Checks raises instead
     return detected
 
@@ -148,7 +148,7 @@ def _open_storage(
     embeddings_folder: Folders, storage_options: Optional[Dict[str, Any]], retry_policy: Optional[RetryPolicy]
 ) -> Tuple[Storage, List[str]]:
     """The storage of the folders, and the folders in its own form, as EmbeddingReader makes them."""
-    folders = _as_folder_list(embeddings_folder)
+    folders = as_folder_list(embeddings_folder)
     storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy())
     return storage, [storage.strip(folder) for folder in folders]
 
@@ -206,7 +206,7 @@ def _report(
     pairs_files = file_format == "parquet_npy"
     paired = set(survey.metadata_of.values())
     return CollectionReport(
-        paths=tuple(redact(folder) for folder in _as_folder_list(folders)),
+        paths=tuple(redact(folder) for folder in as_folder_list(folders)),
         file_format=file_format,
         metadata_folder=redact(metadata_folder) if metadata_folder else None,
         files=tuple(

@@ -6,6 +6,7 @@ a file's read unit (a parquet row group) unless a batch boundary forces it, and 
 `max_piece_size` rows unless a single read unit is larger.
 """
 
+import bisect
 import numbers
 from dataclasses import dataclass
 from itertools import accumulate
@@ -61,13 +62,33 @@ def iter_pieces(
     end = total if end is None else min(end, total)
     if start > end:
         raise InvalidArgumentError(f"start must be in [0, end={end}], got start={start}")
+    return place_segments(headers, [(start, end)], batch_size, max_piece_size, end - start)
+
+
+def place_segments(
+    headers: Sequence[FileHeader],
+    segments: Iterable[Tuple[int, int]],
+    batch_size: int,
+    max_piece_size: int,
+    total: int,
+    first_position: int = 0,
+) -> Iterator[Piece]:
+    """Pieces reading the global row ranges `segments`, one after the other, into consecutive positions of batches
+    of `batch_size` rows (position p is row p % batch_size of batch p // batch_size), from `first_position` on;
+    `total` is the last position of the whole plan (its last batch may be short). A sequential read is the single
+    segment [start, end); a shuffled one places permuted blocks."""
     file_starts = [0, *accumulate(header.count for header in headers)]
-    for index, header in enumerate(headers):
-        first, last = max(start, file_starts[index]), min(end, file_starts[index + 1])
-        if first < last:
+    layout = _Layout(batch_size, total)
+    position = first_position
+    for first, last in segments:
+        row, index = first, bisect.bisect_right(file_starts, first) - 1
+        while row < last:
+            stop = min(last, file_starts[index + 1])
             yield from _file_pieces(
-                index, header, file_starts[index], first, last, start, end, batch_size, max_piece_size
+                index, headers[index], file_starts[index], row, stop, position, layout, max_piece_size
             )
+            position += stop - row
+            row, index = stop, index + 1
 
 
 def _check_plan_arguments(batch_size: int, start: int, end: Optional[int], max_piece_size: int) -> None:
@@ -80,37 +101,48 @@ def _check_plan_arguments(batch_size: int, start: int, end: Optional[int], max_p
             raise InvalidArgumentError(f"{name} must be an integer >= 0, got {value!r}")
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Batches of `batch_size` positions over [0, total)."""
+
+    batch_size: int
+    total: int
+
+    def batch_end(self, position: int) -> int:
+        """The first position after the batch holding `position`."""
+        return min(position - position % self.batch_size + self.batch_size, self.total)
+
+
 def _file_pieces(
     index: int,
     header: FileHeader,
     file_offset: int,
     first: int,
     last: int,
-    start: int,
-    end: int,
-    batch_size: int,
+    position: int,
+    layout: _Layout,
     max_piece_size: int,
 ) -> Iterator[Piece]:
-    """Pieces for global rows [first, last) of one file, cut at chunk and batch boundaries."""
+    """Pieces for global rows [first, last) of one file placed from `position` on, cut at chunk and batch ends."""
     chunk_ends = _chunk_ends(header, first - file_offset, last - file_offset, max_piece_size)
-    position = first
+    row = first
     for chunk_end in (file_offset + end for end in chunk_ends):
-        while position < chunk_end:
-            batch_id = (position - start) // batch_size
-            batch_first = start + batch_id * batch_size
-            batch_last = min(batch_first + batch_size, end)
-            stop = min(chunk_end, batch_last)
+        while row < chunk_end:
+            batch_end = layout.batch_end(position)
+            stop = min(chunk_end, row + batch_end - position)
+            offset = position % layout.batch_size
             yield Piece(
                 file_index=index,
                 path=header.path,
-                piece_start=position - file_offset,
+                piece_start=row - file_offset,
                 piece_end=stop - file_offset,
-                batch_id=batch_id,
-                batch_start=position - batch_first,
-                batch_end=stop - batch_first,
-                last_piece=stop == batch_last,
+                batch_id=position // layout.batch_size,
+                batch_start=offset,
+                batch_end=offset + stop - row,
+                last_piece=position + stop - row == batch_end,
             )
-            position = stop
+            position += stop - row
+            row = stop
 
 
 def _chunk_ends(header: FileHeader, first: int, last: int, max_piece_size: int) -> Iterator[int]:

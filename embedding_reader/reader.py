@@ -2,7 +2,6 @@
 
 import copy
 import logging
-import os
 import threading
 from itertools import chain, islice
 from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union, cast
@@ -10,6 +9,16 @@ from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tup
 import numpy as np
 import pandas as pd
 
+from .arguments import (
+    as_folder_list,
+    check_dataset,
+    check_output_dtype,
+    check_pattern,
+    check_retry_policy,
+    check_timeout,
+    meta_column_list,
+    usable_cores,
+)
 from .batches import BatchAssembler
 from .errors import InvalidArgumentError, check_int
 from .formats import Format, format_class
@@ -29,7 +38,6 @@ MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 co
 FIRST_BATCH_MIN_PIECE = 2**20  # over http the first batch is cut into a piece per thread, not below 1 MB each
 LOCAL_GROUP_BYTES = 4 * 2**20  # small local pieces (many small files) read as one task up to this many bytes
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
-OUTPUT_KINDS = "fiu"  # output dtypes: floats, signed and unsigned integers (no bool, complex, text, dates)
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
 
@@ -74,16 +82,16 @@ class EmbeddingReader:
 
         Raises an EmbeddingReaderError (a ValueError) naming the file or argument at fault.
         """
-        folders = _as_folder_list(embeddings_folder)
+        folders = as_folder_list(embeddings_folder)
         format_class(file_format)  # an unknown format fails here, before any listing
-        _check_retry_policy(retry_policy)
+        check_retry_policy(retry_policy)
         self.embeddings_folder = embeddings_folder
         self.file_format = file_format
         self.embedding_column = embedding_column
-        self.meta_columns = _meta_column_list(meta_columns, file_format)
+        self.meta_columns = meta_column_list(meta_columns, file_format)
         self.metadata_folder = metadata_folder
-        self.file_pattern = _check_pattern(file_pattern)
-        self.hdf5_dataset = _check_dataset(hdf5_dataset)
+        self.file_pattern = check_pattern(file_pattern)
+        self.hdf5_dataset = check_dataset(hdf5_dataset)
         self._storage = Storage(folders[0], storage_options, retry_policy or RetryPolicy(), check_timeout(timeout))
         self._format: Format = self._make_format()
         self.headers: List[FileHeader] = self._format.read_headers([self._storage.strip(f) for f in folders])
@@ -312,91 +320,3 @@ class EmbeddingReader:
             progress.close()
             iterator.close()  # stop the workers now, not whenever the generator is collected
             self._format.read_finished()
-
-
-def check_output_dtype(output_dtype: Any, stored: np.dtype) -> np.dtype:
-    """`output_dtype` as a numpy dtype: a real number type the stored values cast into without wrapping
-    (ints into wider ints or any float, floats into floats of any width), else InvalidArgumentError naming it."""
-    try:
-        dtype: np.dtype = np.dtype(output_dtype)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"output_dtype={_short_repr(output_dtype)} is not a numpy dtype") from exc
-    if dtype.kind not in OUTPUT_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise InvalidArgumentError(
-            f"output_dtype={_short_repr(output_dtype)} ({dtype}) is not a real number type: use float16/32/64 or an int"
-        )
-    if stored.kind == "f" and dtype.kind != "f":
-        raise InvalidArgumentError(
-            f"output_dtype={_short_repr(output_dtype)} would cast the stored {stored} embeddings into {dtype} "
-            "(fractions lost, out-of-range values wrapped): use a float dtype"
-        )
-    if stored.kind in "iu" and dtype.kind in "iu" and not np.can_cast(stored, dtype, "safe"):
-        raise InvalidArgumentError(
-            f"output_dtype={_short_repr(output_dtype)} cannot hold every stored {stored} value: use a wider type"
-        )
-    return dtype
-
-
-def _check_retry_policy(retry_policy: Any) -> None:
-    """Refuse anything but a RetryPolicy (or None) now, instead of an AttributeError at the first retry."""
-    if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-        raise InvalidArgumentError(
-            f"retry_policy must be an embedding_reader.RetryPolicy or None, got {_short_repr(retry_policy)}"
-        )
-
-
-def _short_repr(value: Any) -> str:
-    """repr of an argument, cut short for an error message."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:80] + "..."
-
-
-def check_timeout(timeout: Any) -> float:
-    """Seconds a request may go without progress: a finite number > 0, refused by name otherwise."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-        raise InvalidArgumentError(f"timeout must be a number of seconds > 0, got {_short_repr(timeout)}")
-    return float(timeout)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the platform has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _check_pattern(file_pattern: Any) -> Optional[str]:
-    """A non-empty glob, or None (the format's extension)."""
-    if file_pattern is not None and not (isinstance(file_pattern, str) and file_pattern):
-        raise InvalidArgumentError(f"file_pattern must be a glob of file names, got {_short_repr(file_pattern)}")
-    return None if file_pattern is None else str(file_pattern)
-
-
-def _check_dataset(hdf5_dataset: Any) -> str:
-    """A dataset name (a path inside the file, like "train" or "group/train")."""
-    if not (isinstance(hdf5_dataset, str) and hdf5_dataset):
-        raise InvalidArgumentError(f"hdf5_dataset must be a dataset name, got {_short_repr(hdf5_dataset)}")
-    return hdf5_dataset
-
-
-def _as_folder_list(embeddings_folder: Union[str, Sequence[str]]) -> List[str]:
-    """One folder or file, or a list of them, as a non-empty list of strings."""
-    single = isinstance(embeddings_folder, (str, os.PathLike))
-    folders: List[Any] = [embeddings_folder] if single else list(embeddings_folder)
-    if not folders or not all(isinstance(folder, (str, os.PathLike)) and os.fspath(folder) for folder in folders):
-        raise InvalidArgumentError(
-            f"embeddings_folder must be a folder, a file or a non-empty list of them, got {folders!r}"
-        )
-    return [os.fspath(folder) for folder in folders]
-
-
-def _meta_column_list(meta_columns: Union[str, Sequence[str], None], file_format: str) -> List[str]:
-    """The meta columns as a list: one name is one column; npy files (and other formats without metadata) hold none,
-    so they are ignored (as 1.8.1 does for npy)."""
-    columns = [meta_columns] if isinstance(meta_columns, str) else list(meta_columns or [])
-    if not all(isinstance(column, str) and column for column in columns):
-        raise InvalidArgumentError(f"meta_columns must be column names, got {meta_columns!r}")
-    if columns and not format_class(file_format).holds_metadata:
-        logger.warning("meta_columns %s ignored: %s files hold no metadata (meta has only 'i')", columns, file_format)
-        return []
-    return columns
