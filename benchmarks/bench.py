@@ -38,6 +38,8 @@ QUICK = Settings(
     batch_size=2000,
     remote_batch_size=1000,
     small_files=300,
+    many_files=300,
+    open_files=1000,
     rss_case_mb=100,
     rss_case_batch=10_000,
 )
@@ -53,6 +55,8 @@ class CaseResult:
     ceilings: dict[str, measure.Summary] = field(default_factory=dict)
     ceiling_bytes: dict[str, int] = field(default_factory=dict)
     impls: dict[str, measure.Summary] = field(default_factory=dict)
+    contenders: dict[str, measure.Summary] = field(default_factory=dict)
+    contender_check: dict[str, str] = field(default_factory=dict)  # name -> "ok" or why its rows differ
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     load: list[float] = field(default_factory=list)
@@ -70,9 +74,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=Settings.batch_size, help="rows per batch, local cases")
     p.add_argument("--max-ram-mb", type=int, default=Settings.max_ram_mb, help="max_ram_usage_in_bytes, in MB")
     p.add_argument("--small-files", type=int, default=Settings.small_files, help="files in the open_10k case")
+    p.add_argument("--many-files", type=int, default=Settings.many_files, help="files in the small_files_10k case")
+    p.add_argument("--open-files", type=int, default=Settings.open_files, help="files in the open_100k_local case")
     p.add_argument("--quick", action="store_true", help="tiny smoke run of every case, 1 run each (< 2 min)")
     p.add_argument("--skip-reference", action="store_true", help="run only this project (no ratios)")
     p.add_argument("--skip-project", action="store_true", help="run only the reference (harness development)")
+    p.add_argument(
+        "--project-root",
+        type=Path,
+        default=envs.REPO_ROOT,
+        help="folder holding the embedding_reader to measure (default: this checkout; a `git archive` copy of a "
+        "commit is immune to edits in progress)",
+    )
     p.add_argument("--ref-venv", type=Path, default=envs.DEFAULT_VENV, help="the reference's virtualenv")
     return p.parse_args(argv)
 
@@ -88,6 +101,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         batch_size=args.batch_size,
         max_ram_mb=args.max_ram_mb,
         small_files=args.small_files,
+        many_files=args.many_files,
+        open_files=args.open_files,
     )
 
 
@@ -158,7 +173,8 @@ def impl_for_case(impl: envs.Implementation, remote: remote_mod.Remote | None) -
 def ceiling_specs(case: Case, dataset: datasets.Dataset, remote: remote_mod.Remote | None) -> dict[str, tuple]:
     """name -> (runner spec, bytes it moves) for each ceiling of the case."""
     paths = [str(dataset.root / rel) for rel in dataset.embedding_files]
-    raw = sum(length for _, _, length in ceilings.byte_ranges(paths)) if remote is None else 0
+    reads = remote is None and any(name.startswith(("readinto", "cast")) for name in case.ceilings)
+    raw = sum(length for _, _, length in ceilings.byte_ranges(paths)) if reads else 0
     threads = measure.cpu_count()
     out: dict[str, tuple] = {}
     for name in case.ceilings:
@@ -172,6 +188,8 @@ def ceiling_specs(case: Case, dataset: datasets.Dataset, remote: remote_mod.Remo
             out[name] = ({"impl": "ceiling_readinto", "paths": paths, "threads": threads, "pretouch": False}, raw)
         elif name == "cast_all":
             out[name] = ({"impl": "ceiling_cast", "paths": paths, "threads": threads}, raw)
+        elif name == "open_read":
+            out[name] = ({"impl": "ceiling_open_read", "paths": paths}, 0)
         elif name == "pyarrow_all":
             out[name] = ({"impl": "ceiling_pyarrow", "paths": paths}, dataset.spec.data_bytes)
         elif name == "fetch_heads" and remote is not None:
@@ -180,6 +198,13 @@ def ceiling_specs(case: Case, dataset: datasets.Dataset, remote: remote_mod.Remo
             spec = {"impl": "ceiling_fetch", "paths": remote.file_urls, "storage_options": remote.storage_options}
             out[name] = (spec, sum((dataset.root / rel).stat().st_size for rel in dataset.embedding_files))
     return out
+
+
+def contender_specs(case: Case, base: dict, remote: remote_mod.Remote | None) -> dict[str, dict]:
+    """name -> runner spec for each contender of the case (what users would pick instead; local cases only)."""
+    if remote is not None:
+        return {}
+    return {name: {**base, "impl": f"contender_{name}", "expect_dtype": case.project_dtype} for name in case.contenders}
 
 
 def run_case(
@@ -202,6 +227,10 @@ def run_case(
         base = reader_spec(case, dataset, settings, remote)
         specs = {i.name: (impl_for_case(i, remote), impl_spec(base, case, i, remote)) for i in active}
         result.impls = {name: measure.Summary() for name in specs}
+        contenders = contender_specs(case, base, remote)
+        result.contenders = {name: measure.Summary() for name in contenders}
+        # contenders run with this python (like the ceilings), checked like the implementations
+        specs.update({name: (_contender_impl(name), spec) for name, spec in contenders.items()})
         if not case.open_only and not quick:
             _verify(case, specs, result, work_dir, remote)
         ceiling_runs = ceiling_specs(case, dataset, remote)
@@ -212,8 +241,49 @@ def run_case(
             result.load.append(os.getloadavg()[0])
             _measure_round(case, k, specs, ceiling_runs, result, work_dir, remote, check)
     result.load.append(os.getloadavg()[0])
+    result.contender_check = {name: check_contender(result, name) for name in result.contenders}
+    for name, verdict in result.contender_check.items():
+        if verdict != "ok":
+            log(f"  {case.name}: contender {name} REJECTED: {verdict}")
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _contender_impl(name: str) -> envs.Implementation:
+    """A contender runs with this python and no PYTHONPATH (it imports numpy / pyarrow, never the project)."""
+    return envs.Implementation(f"contender_{name}", sys.executable)
+
+
+def _summary(result: CaseResult, name: str) -> measure.Summary:
+    """The Summary of an implementation or a contender."""
+    return result.impls[name] if name in result.impls else result.contenders[name]
+
+
+def check_contender(result: CaseResult, name: str) -> str:
+    """'ok' when the contender returned the project's rows: same row count in every run, same full checksum.
+
+    The checksum (run_one.checksum, position-weighted) comes from the runs that checked every row: the verify
+    run (a quick run's single run). A contender that reads fewer rows, or other rows, is rejected: its figures
+    are not compared.
+    """
+    own, project = result.contenders[name], result.impls.get("project")
+    if own.errors or not own.check_ok:
+        return "its rows failed the check"
+    if project is None or not project.check_ok:
+        return "no checked project run to compare with"
+    runs = own.runs + ([own.verify] if own.verify else [])
+    project_runs = project.runs + ([project.verify] if project.verify else [])
+    rows = {r.get("rows") for r in runs}
+    project_rows = {r.get("rows") for r in project_runs}
+    if rows != project_rows or len(rows) != 1:
+        return f"rows {sorted(map(str, rows))} against the project's {sorted(map(str, project_rows))}"
+    sums = {r.get("checksum") for r in runs if r.get("checksum")}
+    project_sums = {r.get("checksum") for r in project_runs if r.get("checksum")}
+    if not sums or not project_sums:
+        return "no checksum (no run checked every row)"
+    if sums != project_sums or len(sums) != 1:
+        return f"checksum {sorted(sums)} against the project's {sorted(project_sums)}"
+    return "ok"
 
 
 def _verify(case: Case, specs: dict, result: CaseResult, work_dir: Path, remote: Any) -> None:
@@ -221,7 +291,7 @@ def _verify(case: Case, specs: dict, result: CaseResult, work_dir: Path, remote:
     for name, (impl, spec) in specs.items():
         log(f"  {case.name}: verify {name} (all rows checked)")
         run = measure.run_impl(impl, {**spec, "check": "full"}, work_dir, f"{case.name}-{name}-verify", remote)
-        result.impls[name].verify = run
+        _summary(result, name).verify = run
         if run.get("error"):
             log(f"    ERROR {run['error']}")
 
@@ -236,9 +306,8 @@ def _measure_round(
     for name in order:
         impl, spec = specs[name]
         run = measure.run_impl(impl, {**spec, "check": check}, work_dir, f"{case.name}-{name}-{k}", remote)
-        result.impls[name].runs.append(run)
-        seconds = run.get("open_s") if case.open_only else run.get("read_s")
-        log(f"  {case.name}: run {k + 1} {name}: {_fmt_s(seconds)} {run.get('error') or ''}")
+        _summary(result, name).runs.append(run)
+        log(f"  {case.name}: run {k + 1} {name}: {_fmt_s(run.get(case.timed))} {run.get('error') or ''}")
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -252,7 +321,7 @@ def implementations(args: argparse.Namespace) -> list[envs.Implementation]:
     if not args.skip_reference:
         impls.append(envs.reference(args.ref_venv, log=log))
     if not args.skip_project:
-        impls.append(envs.project())
+        impls.append(envs.project(args.project_root))
     for impl in impls:
         if not impl.usable:
             log(f"WARNING: {impl.name} does not import: {impl.versions.get('import_error')}")
@@ -267,6 +336,8 @@ def save_raw(results: list[CaseResult], path: Path) -> None:
             "spec": dataclasses.asdict(r.spec),
             "ceilings": {name: s.runs for name, s in r.ceilings.items()},
             "impls": {name: {"verify": s.verify, "runs": s.runs} for name, s in r.impls.items()},
+            "contenders": {name: {"verify": s.verify, "runs": s.runs} for name, s in r.contenders.items()},
+            "contender_check": r.contender_check,
             "load": r.load,
         }
         for r in results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,10 @@ class Settings:
     remote_batch_size: int = 25_000
     max_ram_mb: int = 4096  # the library's default budget (the targets are for default arguments)
     small_files: int = 10_000
+    many_files: int = 10_000  # small_files_10k: files of many_files_rows rows (30 x 768 float32: 92 KB)
+    many_files_rows: int = 30
+    open_files: int = 100_000  # open_100k_local: files of open_files_rows rows (3 x 768 float32: 9 KB)
+    open_files_rows: int = 3
     rss_case_mb: int = 800
     rss_case_batch: int = 10_000
     rss_case_max_ram_mb: int = 256
@@ -33,9 +38,10 @@ class Settings:
 class Target:
     """One target the project must meet in a case: a kind and a threshold."""
 
-    kind: str  # ref_ratio | ceiling | wire | open_ratio | rss_below
+    kind: str  # ref_ratio | ceiling | wire | open_ratio | rss_below | contender_ratio | open_below
     threshold: float
     label: str
+    against: str = ""  # contender_ratio: the contender compared with
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,18 @@ class Case:
     open_only: bool = False
     show_progress: bool = False  # both implementations draw their bar (the runner's stderr is a log file)
     rss_case: bool = False
+    whole_job: bool = False  # compared by job_s (numpy and library import, open, every batch in a fresh process)
     ceilings: tuple[str, ...] = ("readinto_1t", "readinto_all", "readinto_1t_fresh", "readinto_all_fresh")
     main_ceiling: str | None = "readinto_1t"
+    # What users would pick instead (run_one.run_contender), measured in the same rounds: npload | mmap | pyarrow
+    contenders: tuple[str, ...] = ()
     targets: tuple[Target, ...] = ()
+    layout: Callable[[Settings], DatasetSpec] | None = None  # the dataset, when not derived from the sizes
+
+    @property
+    def timed(self) -> str:
+        """The run field a case compares: job_s, open_s or read_s."""
+        return "job_s" if self.whole_job else "open_s" if self.open_only else "read_s"
 
     @property
     def is_remote(self) -> bool:
@@ -66,6 +81,8 @@ class Case:
 
     def dataset(self, s: Settings) -> DatasetSpec:
         """The dataset this case reads, for these settings."""
+        if self.layout is not None:
+            return self.layout(s)
         if self.open_only:
             return DatasetSpec("npy_small_files", rows=4 * s.small_files, dim=DIM, files=s.small_files)
         if self.rss_case:
@@ -86,6 +103,17 @@ class Case:
 
 
 PARQUET_CEILINGS = ("readinto_1t", "readinto_all", "pyarrow_all")
+NPY_CONTENDERS = ("npload", "mmap")
+
+
+def _even_files(files: str, rows_per_file: str) -> Callable[[Settings], DatasetSpec]:
+    """A layout of Settings.<files> npy files of exactly Settings.<rows_per_file> rows each."""
+
+    def layout(s: Settings) -> DatasetSpec:
+        count = getattr(s, files)
+        return DatasetSpec("npy_even_files", rows=count * getattr(s, rows_per_file), dim=DIM, files=count)
+
+    return layout
 
 
 def _parquet_case(name: str, title: str) -> Case:
@@ -97,6 +125,7 @@ def _parquet_case(name: str, title: str) -> Case:
         file_format="parquet",
         ceilings=PARQUET_CEILINGS,
         main_ceiling="pyarrow_all",
+        contenders=("pyarrow",),
         targets=(Target("ref_ratio", 3, "3x ref"), Target("ceiling", 0.8, "80% of pyarrow decode")),
     )
 
@@ -106,6 +135,7 @@ CASES: tuple[Case, ...] = (
         "npy_f32",
         "npy float32",
         "npy",
+        contenders=NPY_CONTENDERS,
         targets=(Target("ceiling", 0.75, "75% of readinto 1t"), Target("ref_ratio", 4, "4x ref")),
     ),
     Case(
@@ -122,6 +152,7 @@ CASES: tuple[Case, ...] = (
         dtype="float16",
         ceilings=("readinto_1t", "readinto_all", "cast_all"),
         main_ceiling="cast_all",
+        contenders=NPY_CONTENDERS,
         targets=(Target("ref_ratio", 3, "3x ref"),),
     ),
     Case(
@@ -132,6 +163,7 @@ CASES: tuple[Case, ...] = (
         project_call_kwargs={"output_dtype": None},
         project_dtype="float16",
         run_reference=False,
+        contenders=NPY_CONTENDERS,
         targets=(Target("ceiling", 0.75, "75% of readinto 1t"),),
     ),
     _parquet_case("parquet_fsl", "parquet fixed_size_list<float32>"),
@@ -189,7 +221,28 @@ CASES: tuple[Case, ...] = (
         rss_case=True,
         ceilings=PARQUET_CEILINGS,
         main_ceiling="pyarrow_all",
+        contenders=("pyarrow",),
         targets=(Target("rss_below", 600 * MB, "RSS<600MB"),),
+    ),
+    Case(
+        "small_files_10k",
+        "10,000 npy files of 30 x 768 float32 (92 KB), whole job in a fresh process",
+        "npy_even_files",
+        layout=_even_files("many_files", "many_files_rows"),
+        whole_job=True,
+        ceilings=("readinto_1t",),
+        contenders=("npload",),
+        targets=(Target("contender_ratio", 1.5, "1.5x np.load loop", against="npload"),),
+    ),
+    Case(
+        "open_100k_local",
+        "open 100,000 local npy files of 9 KB (3 x 768 float32)",
+        "npy_even_files",
+        layout=_even_files("open_files", "open_files_rows"),
+        open_only=True,
+        ceilings=("open_read",),
+        main_ceiling="open_read",
+        targets=(Target("open_below", 1.0, "open<1s"),),
     ),
 )
 

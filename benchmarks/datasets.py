@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ _FILE_WEIGHTS = (1.0, 1.13, 0.87, 1.21, 0.79, 1.05, 0.95, 1.17, 0.83, 1.0)
 class DatasetSpec:
     """What to generate: a layout kind, the number of rows and files, dim and stored dtype."""
 
-    kind: str  # npy | parquet_fsl | parquet_pandas | parquet_npy | npy_small_files | parquet_single
+    kind: str  # npy | parquet_fsl | parquet_pandas | parquet_npy | npy_small_files | npy_even_files | parquet_single
     rows: int
     dim: int
     dtype: str = "float32"
@@ -82,19 +83,35 @@ def file_row_counts(rows: int, files: int) -> list[int]:
 
 
 def ensure(spec: DatasetSpec, work_dir: Path, log=print) -> Dataset:
-    """Return the dataset, generating it first unless its manifest already matches the spec and files."""
+    """Return the dataset, generating it first unless its manifest already matches the spec and files.
+
+    A new dataset is generated in a temporary folder beside its final one, manifest last, then renamed into
+    place: an interrupted generation (or one running at the same time in another bench) never leaves a folder
+    that looks complete.
+    """
     root = work_dir / spec.name
     dataset = _load_manifest(spec, root)
     if dataset is not None:
         return dataset
-    if root.exists():
-        shutil.rmtree(root)
+    tmp = work_dir / f".{spec.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
     log(f"  generating {spec.name} ({spec.data_bytes / 1e9:.2f} GB) in {root}")
-    dataset = Dataset(spec, root)
-    dataset.embeddings_dir.mkdir(parents=True)
-    _GENERATORS[spec.kind](dataset)
-    _write_manifest(dataset)
-    return dataset
+    staged = Dataset(spec, tmp)
+    staged.embeddings_dir.mkdir(parents=True)
+    _GENERATORS[spec.kind](staged)
+    _write_manifest(staged)
+    if root.exists():
+        shutil.rmtree(root)  # stale: its manifest did not match
+    try:
+        tmp.rename(root)
+    except OSError:  # another bench renamed its copy first: use it if complete
+        shutil.rmtree(tmp)
+        dataset = _load_manifest(spec, root)
+        if dataset is None:
+            raise
+        return dataset
+    return Dataset(spec, root, staged.embedding_files, staged.metadata_files)
 
 
 def _load_manifest(spec: DatasetSpec, root: Path) -> Dataset | None:
@@ -102,7 +119,10 @@ def _load_manifest(spec: DatasetSpec, root: Path) -> Dataset | None:
     path = root / "manifest.json"
     if not path.exists():
         return None
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError:  # a manifest cut short (older benches wrote it in place): regenerate
+        return None
     if manifest.get("generator_version") != GENERATOR_VERSION or manifest.get("spec") != asdict(spec):
         return None
     for rel, size in manifest["sizes"].items():
@@ -122,12 +142,18 @@ def _write_manifest(dataset: Dataset) -> None:
         "metadata_files": dataset.metadata_files,
         "sizes": {rel: (dataset.root / rel).stat().st_size for rel in rels},
     }
-    (dataset.root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    tmp = dataset.root / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(dataset.root / "manifest.json")
 
 
 def _file_ranges(spec: DatasetSpec) -> list[tuple[int, int]]:
-    """(start, end) global rows of each file."""
-    bounds = np.concatenate([[0], np.cumsum(file_row_counts(spec.rows, spec.files))]).tolist()
+    """(start, end) global rows of each file (npy_even_files: the same count in every file)."""
+    if spec.kind == "npy_even_files":
+        counts = [spec.rows // spec.files + (k < spec.rows % spec.files) for k in range(spec.files)]
+    else:
+        counts = file_row_counts(spec.rows, spec.files)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
     return list(zip(bounds[:-1], bounds[1:]))
 
 
@@ -192,6 +218,7 @@ def _gen_parquet_single(dataset: Dataset) -> None:
 _GENERATORS = {
     "npy": _gen_npy,
     "npy_small_files": _gen_npy,
+    "npy_even_files": _gen_npy,
     "parquet_fsl": _gen_parquet_fsl,
     "parquet_pandas": _gen_parquet_pandas,
     "parquet_npy": _gen_parquet_npy,

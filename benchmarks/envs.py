@@ -109,10 +109,10 @@ def reference(venv: Path = DEFAULT_VENV, log=print) -> Implementation:
     return _require_module_under(impl, venv)
 
 
-def project() -> Implementation:
-    """This checkout's library, run by the current python with the repo on PYTHONPATH."""
-    impl = probe(Implementation("project", sys.executable, {"PYTHONPATH": str(REPO_ROOT)}))
-    return _require_module_under(impl, REPO_ROOT / "embedding_reader")
+def project(root: Path = REPO_ROOT) -> Implementation:
+    """This checkout's library (or a copy of it under root, e.g. `git archive HEAD`), run by the current python."""
+    impl = probe(Implementation("project", sys.executable, {"PYTHONPATH": str(root)}))
+    return _require_module_under(impl, root / "embedding_reader")
 
 
 def machine() -> dict[str, str]:

@@ -19,7 +19,10 @@ CEILING_TITLES = {
     "cast_all": "numpy f16->f32 cast all cores (no read)",
     "fetch": "fsspec fetch whole files",
     "fetch_heads": "aiohttp GET 128-byte heads, s",
+    "open_read": "open()+read(128) loop 1 thread, s",
 }
+SECONDS_CEILINGS = {"fetch_heads", "open_read"}  # reported in seconds (open-only cases), not GB/s
+CONTENDER_TITLES = {"npload": "np.load loop", "mmap": "mmap + copy", "pyarrow": "pyarrow iter_batches"}
 
 
 @dataclass
@@ -47,11 +50,11 @@ def _f(value: float | None, fmt: str = "{:.2f}") -> str:
 
 
 def ceiling_values(result: Any) -> dict[str, float | None]:
-    """GB/s of each ceiling of a case (median seconds); for `fetch_heads`, its median seconds."""
+    """GB/s of each ceiling of a case (median seconds); for `fetch_heads` and `open_read`, its median seconds."""
     values = {}
     for name, summary in result.ceilings.items():
         seconds = summary.median("read_s")
-        values[name] = seconds if name == "fetch_heads" else _gbps(result.ceiling_bytes[name], seconds)
+        values[name] = seconds if name in SECONDS_CEILINGS else _gbps(result.ceiling_bytes[name], seconds)
     return values
 
 
@@ -65,8 +68,8 @@ def fraction_of_ceiling(result: Any, m: dict[str, Any], ceiling: float | None) -
 
 
 def impl_metrics(result: Any, name: str) -> dict[str, Any]:
-    """The reported numbers of one implementation in one case."""
-    summary = result.impls[name]
+    """The reported numbers of one implementation (or contender) in one case."""
+    summary = result.impls[name] if name in result.impls else result.contenders[name]
     data = result.spec.data_bytes
     read_s = summary.median("read_s")
     wire = summary.median("wire_bytes")
@@ -75,11 +78,12 @@ def impl_metrics(result: Any, name: str) -> dict[str, Any]:
         "rows_s": result.spec.rows / read_s if read_s else None,
         "open_s": summary.median("open_s"),
         "first_batch_s": summary.median("first_batch_s"),
+        "job_s": summary.median("job_s"),
         "rss": summary.maximum("peak_rss_bytes"),
         "requests": summary.median("requests"),
         "wire": wire / data if wire is not None else None,
         "connections": summary.maximum("connections"),
-        "spread": summary.spread("open_s" if result.case.open_only else "read_s"),
+        "spread": summary.spread(result.case.timed),
     }
 
 
@@ -90,7 +94,7 @@ def main_ceiling(result: Any, metrics: dict[str, Any]) -> tuple[str, float | Non
         return "-", None
     if name == "connections":
         conns = metrics["connections"] or 0
-        return f"{conns:.0f} conn x 10 MB/s", conns * THROTTLE_BYTES_PER_S / 1e9 if conns else None
+        return f"{conns:.0f} conn x {THROTTLE_BYTES_PER_S / MB:.0f} MB/s =", conns * THROTTLE_BYTES_PER_S / 1e9 or None
     return CEILING_TITLES[name], ceiling_values(result).get(name)
 
 
@@ -99,9 +103,41 @@ def ratio_to_reference(result: Any, metrics: dict[str, dict[str, Any]], name: st
     ref, own = metrics.get("reference"), metrics.get(name)
     if ref is None or own is None:
         return None
-    if result.case.open_only:
-        return ref["open_s"] / own["open_s"] if ref["open_s"] and own["open_s"] else None
-    return own["gbps"] / ref["gbps"] if ref["gbps"] and own["gbps"] else None
+    return speedup(result, own, ref)
+
+
+def speedup(result: Any, own: dict[str, Any], other: dict[str, Any]) -> float | None:
+    """How many times faster `own` is than `other`: GB/s over GB/s, or the other's seconds over own (open, job)."""
+    if result.case.timed != "read_s":
+        key = result.case.timed
+        return other[key] / own[key] if other[key] and own[key] else None
+    return own["gbps"] / other["gbps"] if other["gbps"] and own["gbps"] else None
+
+
+def contender_ratios(result: Any, own: dict[str, Any]) -> dict[str, float | None]:
+    """Project / contender for each contender of the case (None when the contender's rows were rejected)."""
+    out: dict[str, float | None] = {}
+    for name in result.contenders:
+        ok = result.contender_check.get(name) == "ok"
+        out[name] = speedup(result, own, impl_metrics(result, name)) if ok else None
+    return out
+
+
+def _contenders_cell(result: Any, ratios: dict[str, float | None]) -> str:
+    """'1.52x np.load loop; 1.10x mmap + copy' (✗ rows when a contender's rows differ from the project's)."""
+    items = [
+        f"{_contender_mark(result, name, _f(value, '{:.2f}x'))} {CONTENDER_TITLES[name]}"
+        for name, value in ratios.items()
+    ]
+    return "; ".join(items) or "-"
+
+
+def _contender_mark(result: Any, name: str, text: str) -> str:
+    """text when the contender's rows matched the project's; '✗ rows' when they did not; 'n/a' without a project."""
+    check = result.contender_check.get(name, "")
+    if check == "ok":
+        return text
+    return "n/a" if check.startswith("no checked project") else "✗ rows"
 
 
 def check_text(result: Any, name: str) -> str:
@@ -115,11 +151,13 @@ def check_text(result: Any, name: str) -> str:
     return "ok (count)" if result.case.open_only else "ok"
 
 
-def verdict(result: Any, metrics: dict[str, Any], ratio: float | None, ceiling: float | None) -> str:
+def verdict(
+    result: Any, metrics: dict[str, Any], ratio: float | None, ceiling: float | None, vs: dict[str, float | None]
+) -> str:
     """Each target of the case (plus the RSS and first-batch budgets) as ✓ or ✗ with the measured value."""
     if not result.impls["project"].check_ok:
         return "✗ FAILED"
-    items = [_target_item(t, metrics, ratio, ceiling) for t in result.case.targets]
+    items = [_target_item(t, metrics, ratio, ceiling, vs) for t in result.case.targets]
     if not result.case.open_only:
         items += [_rss_item(result, metrics), _ttfb_item(result, metrics)]
     return "; ".join(items)
@@ -130,11 +168,17 @@ def _mark(ok: bool | None) -> str:
     return "?" if ok is None else ("✓" if ok else "✗")
 
 
-def _target_item(target: Any, m: dict[str, Any], ratio: float | None, ceiling: float | None) -> str:
+def _target_item(
+    target: Any, m: dict[str, Any], ratio: float | None, ceiling: float | None, vs: dict[str, float | None]
+) -> str:
     """One case-specific target."""
-    if target.kind in {"ref_ratio", "open_ratio"}:
-        ok = None if ratio is None else ratio >= target.threshold
-        return f"{_mark(ok)} {target.label} ({_f(ratio, '{:.1f}x')})"
+    if target.kind in {"ref_ratio", "open_ratio", "contender_ratio"}:
+        value = vs.get(target.against) if target.kind == "contender_ratio" else ratio
+        ok = None if value is None else value >= target.threshold
+        return f"{_mark(ok)} {target.label} ({_f(value, '{:.2f}x')})"
+    if target.kind == "open_below":
+        ok = None if m["open_s"] is None else m["open_s"] < target.threshold
+        return f"{_mark(ok)} {target.label} ({_f(m['open_s'], '{:.2f} s')})"
     if target.kind == "ceiling":
         frac = m["gbps"] / ceiling if m["gbps"] and ceiling else None
         ok = None if frac is None else frac >= target.threshold
@@ -173,8 +217,12 @@ def case_rows(result: Any) -> list[str]:
     rows = []
     for name, m in metrics.items():
         ratio = ratio_to_reference(result, metrics, name) if name != "reference" else None
+        vs = contender_ratios(result, m) if name == "project" else {}
         label, ceiling = main_ceiling(result, m)
         frac = fraction_of_ceiling(result, m, ceiling)
+        frac_text = _f(frac, "{:.0%}")
+        if result.case.main_ceiling == "connections" and frac is not None:
+            frac_text += f" of {label.rstrip(' =')}"  # the throttle's ceiling differs per implementation
         cells = [
             result.case.name,
             name,
@@ -182,27 +230,56 @@ def case_rows(result: Any) -> list[str]:
             _f(m["spread"], "{:.0%}"),
             "-" if result.case.open_only else _f(m["rows_s"] and m["rows_s"] / 1e3, "{:.0f}k"),
             _f(ratio, "{:.2f}x"),
+            _contenders_cell(result, vs) if name == "project" else "",
             f"{label} {_f(ceiling)}" if ceiling else label,
-            _f(frac, "{:.0%}"),
+            frac_text,
             _f(m["open_s"], "{:.3f}"),
             _f(m["first_batch_s"]),
+            _f(m["job_s"]),
             _f(m["rss"] and m["rss"] / MB, "{:.0f}"),
             _f(m["requests"], "{:.0f}"),
             _f(m["wire"], "{:.3f}"),
             _f(m["connections"], "{:.0f}"),
             check_text(result, name),
-            verdict(result, m, ratio, ceiling) if name == "project" else "",
+            verdict(result, m, ratio, ceiling, vs) if name == "project" else "",
         ]
         rows.append("| " + " | ".join(cells) + " |")
     for name, why in result.skipped.items():
-        rows.append(f"| {result.case.name} | {name} | " + " | ".join(["-"] * 13) + f" | {why} | |")
+        rows.append(f"| {result.case.name} | {name} | " + " | ".join(["-"] * (MAIN_COLUMNS - 4)) + f" | {why} | |")
     return rows
 
 
 MAIN_HEADER = (
-    "| case | impl | GB/s | spread | rows/s | vs ref | ceiling GB/s | of ceiling | open s | 1st batch s | peak RSS MB "
-    "| requests | wire/data | conns | rows check | verdict (project) |"
+    "| case | impl | GB/s | spread | rows/s | vs ref | vs users' pick | ceiling GB/s | of ceiling | open s "
+    "| 1st batch s | job s | peak RSS MB | requests | wire/data | conns | rows check | verdict (project) |"
 )
+MAIN_COLUMNS = MAIN_HEADER.count("|") - 1
+
+
+def contenders_table(results: list[Any]) -> list[str]:
+    """One row per case with contenders: the project's figure, each contender's, and project / contender."""
+    names = list(CONTENDER_TITLES)
+    head = "| case | compared | project | "
+    head += " | ".join(f"{CONTENDER_TITLES[n]} | project / {CONTENDER_TITLES[n]}" for n in names)
+    lines = [head + " | rows + checksum |", "|---" * (3 + 2 * len(names) + 1) + "|"]
+    for r in results:
+        if not r.contenders:
+            continue
+        unit = "job s" if r.case.whole_job else "GB/s"
+        key = "job_s" if r.case.whole_job else "gbps"
+        own = impl_metrics(r, "project") if "project" in r.impls else None
+        vs = contender_ratios(r, own) if own else {}
+        cells = [r.case.name, unit, _f(own and own[key])]
+        for n in names:
+            if n not in r.contenders:
+                cells += ["", ""]
+                continue
+            theirs = impl_metrics(r, n)[key]
+            mark = "" if r.contender_check.get(n) == "ok" else " (" + _contender_mark(r, n, "") + ")"
+            cells += [_f(theirs) + mark, _f(vs.get(n), "{:.2f}x")]
+        checks = "; ".join(f"{CONTENDER_TITLES[n]}: {v}" for n, v in r.contender_check.items())
+        lines.append("| " + " | ".join([*cells, checks]) + " |")
+    return lines
 
 
 def ceilings_table(results: list[Any]) -> list[str]:
@@ -211,12 +288,16 @@ def ceilings_table(results: list[Any]) -> list[str]:
     lines = [
         "| case | data GB | rows | files | batch | "
         + " | ".join(CEILING_TITLES[n] for n in names)
-        + " | case s | max load avg |",
-        "|---" * (len(names) + 7) + "|",
+        + " | conn x rate (project) | case s | max load avg |",
+        "|---" * (len(names) + 8) + "|",
     ]
     for r in results:
         values = ceiling_values(r)
         cells = [_f(values.get(n)) for n in names]
+        conns = r.impls["project"].maximum("connections") if "project" in r.impls else None
+        rate = THROTTLE_BYTES_PER_S
+        throttled = r.case.main_ceiling == "connections" and conns
+        cells.append(f"{conns:.0f} x {rate / MB:.0f} MB/s = {conns * rate / 1e9:.2f}" if throttled else "-")
         batch = r.case.batch_size(r.settings)
         head = f"| {r.case.name} | {r.spec.data_bytes / 1e9:.3f} | {r.spec.rows} | {r.spec.files} | {batch} | "
         load = _f(max(r.load) if r.load else None, "{:.1f}")
@@ -261,7 +342,10 @@ def problems(results: list[Any]) -> list[str]:
     """Errors and wrong rows seen, per case and implementation."""
     lines = []
     for r in results:
-        for name, summary in r.impls.items():
+        for name, why in r.contender_check.items():
+            if why != "ok":
+                lines.append(f"- {r.case.name} / {CONTENDER_TITLES[name]}: rejected, {why}")
+        for name, summary in [*r.impls.items(), *r.contenders.items()]:
             for error in summary.errors:
                 lines.append(f"- {r.case.name} / {name}: {error}")
             if not summary.errors and not summary.check_ok:
@@ -288,10 +372,13 @@ def render(results: list[Any], ctx: Context) -> str:
         "## Results",
         "",
         MAIN_HEADER,
-        "|---" * 16 + "|",
+        "|---" * MAIN_COLUMNS + "|",
     ]
     for r in results:
         out += case_rows(r)
+    if any(r.contenders for r in results):
+        out += ["", "## What users would pick instead (same rounds as the project, median)", ""]
+        out += contenders_table(results)
     out += ["", "## Ceilings (GB/s, median)", "", *ceilings_table(results), "", "## Problems seen", ""]
     out += problems(results)
     return "\n".join(out) + "\n"
