@@ -2,7 +2,8 @@
 
 import sys
 from collections import deque
-from typing import Deque, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Deque, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -46,33 +47,53 @@ class ArrayPool:
         self._handed_out.clear()
 
 
+class BatchLayout(Protocol):
+    """Which rows make each batch: how many, and the global index of each."""
+
+    def length(self, batch_id: int) -> int:
+        """Rows of a batch."""
+
+    def index(self, batch_id: int) -> np.ndarray:
+        """The global index of each row of a batch, in order (int64)."""
+
+
+@dataclass(frozen=True)
+class RangeLayout:
+    """Consecutive batches of `batch_size` rows over global rows [start, end) (the last one may be short)."""
+
+    start: int
+    end: int
+    batch_size: int
+
+    def length(self, batch_id: int) -> int:
+        return min(self.batch_size, self.end - self.start - batch_id * self.batch_size)
+
+    def index(self, batch_id: int) -> np.ndarray:
+        first = self.start + batch_id * self.batch_size
+        return np.arange(first, first + self.length(batch_id), dtype=np.int64)
+
+
 class BatchAssembler:
     """Owns the output array of every batch being read; pieces write straight into their slice of it."""
 
-    def __init__(self, start: int, end: int, batch_size: int, dimension: int, dtype: np.dtype):
-        self.start, self.end, self.batch_size = start, end, batch_size
+    def __init__(self, layout: BatchLayout, dimension: int, dtype: np.dtype):
+        self.layout = layout
         self.dimension, self.dtype = dimension, np.dtype(dtype)
         self._arrays: Dict[int, np.ndarray] = {}
         self._pool = ArrayPool()
-
-    def batch_rows(self, batch_id: int) -> Tuple[int, int]:
-        """Global rows [first, last) of a batch."""
-        first = self.start + batch_id * self.batch_size
-        return first, min(first + self.batch_size, self.end)
 
     def slot(self, piece: Piece) -> np.ndarray:
         """The slice of the piece's batch array that the piece fills (allocating the array on first use)."""
         array = self._arrays.get(piece.batch_id)
         if array is None:
-            first, last = self.batch_rows(piece.batch_id)
-            array = self._arrays[piece.batch_id] = self._pool.take((last - first, self.dimension), self.dtype)
+            shape = (self.layout.length(piece.batch_id), self.dimension)
+            array = self._arrays[piece.batch_id] = self._pool.take(shape, self.dtype)
         return array[piece.batch_start : piece.batch_end]
 
     def complete(self, batch_id: int, metas: Sequence[Optional[pd.DataFrame]]) -> Tuple[np.ndarray, pd.DataFrame]:
         """Hand over a finished batch: its array and a DataFrame of its meta columns plus global index `i`."""
         array = self._arrays.pop(batch_id)
-        first, last = self.batch_rows(batch_id)
-        meta = _batch_meta(metas, np.arange(first, last, dtype=np.int64))
+        meta = _batch_meta(metas, self.layout.index(batch_id))
         self._pool.handed_out(array)
         return array, meta
 

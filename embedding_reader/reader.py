@@ -1,10 +1,11 @@
 """EmbeddingReader: the facade that picks a format, reads the headers once, and plans and runs reads."""
 
 import copy
+import functools
 import logging
 import threading
 from itertools import chain, islice
-from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import pandas as pd
@@ -19,15 +20,17 @@ from .arguments import (
     meta_column_list,
     usable_cores,
 )
-from .batches import BatchAssembler
+from .batches import BatchAssembler, RangeLayout
 from .errors import InvalidArgumentError, check_int
 from .formats import Format, format_class
 from .header import FileHeader
 from .legacy import FormatReaderView
-from .pieces import Piece, iter_pieces, split_first_batch
+from .pieces import Piece, iter_pieces, place_segments, split_first_batch
 from .pipeline import Pipeline
 from .progress import ReadProgress
 from .retry import RetryPolicy
+from .shuffle import BatchCutter, BatchPlan, ShuffleOptions, WindowLayout, refuse_shuffle_options
+from .shuffle_order import EpochOrder
 from .storage import Storage, redact
 from .storage.watchdog import DEFAULT_TIMEOUT_S
 
@@ -37,6 +40,7 @@ MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads sa
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
 FIRST_BATCH_MIN_PIECE = 2**20  # over http the first batch is cut into a piece per thread, not below 1 MB each
 LOCAL_GROUP_BYTES = 4 * 2**20  # small local pieces (many small files) read as one task up to this many bytes
+WINDOW_SHARE_OF_BUDGET = 3  # a shuffled read holds one window of a third of the budget while reading the next
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
@@ -195,6 +199,13 @@ class EmbeddingReader:
         show_progress: bool = True,
         max_ram_usage_in_bytes: int = DEFAULT_RAM_BUDGET,
         output_dtype: Any = np.float32,
+        *,
+        shuffle: bool = False,
+        seed: Optional[int] = None,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        remainder: str = "keep",
     ) -> Iterator[Batch]:
         """Yield (embeddings, meta) for rows [start, min(end, count)), `batch_size` rows per batch but the last.
 
@@ -208,6 +219,13 @@ class EmbeddingReader:
             show_progress: a tqdm bar of rows and MB/s on stderr (terminal, notebook or log file).
             max_ram_usage_in_bytes: the budget for the bytes in flight (default 4 GB).
             output_dtype: the dtype of `embeddings` (default float32); None keeps the stored one.
+            shuffle: hand out the rows in a random order fixed by `seed` (README, Shuffled reads); the arguments
+                below need it.
+            seed: an integer >= 0 (for epoch e of a training run: base + e); None draws one, for one process only.
+            rank, world_size: this process's share of the shuffled epoch (shares disjoint, together the range).
+            start_batch: resume at this batch of the share, exactly as a full read would have gone on.
+            remainder: "keep" (every row once; shares may differ by one row), "drop" (every rank the same number
+                of full batches, the rest unread) or "pad" (full batches, the last padded with the share's first rows).
 
         `embeddings` is a numpy array (n, dimension); `meta` a pandas DataFrame with the meta columns and `i`, each
         row's global index. Bad arguments raise InvalidArgumentError naming them.
@@ -217,6 +235,13 @@ class EmbeddingReader:
         start, end = self._resolve_range(start, end)
         out_dtype = self._resolve_output_dtype(output_dtype)
         piece_rows = self._piece_rows(max_piece_size)
+        if shuffle is not False:
+            order_options = ShuffleOptions.of(shuffle, seed, rank, world_size, start_batch, remainder)
+            return self._shuffled(
+                batch_size, start, end, piece_rows, parallel_pieces, show_progress, max_ram_usage_in_bytes, out_dtype,
+                order_options,
+            )  # fmt: skip
+        refuse_shuffle_options(seed, rank, world_size, start_batch, remainder)
         plan = iter_pieces(self.headers, batch_size, start, end, piece_rows)
         first_pieces = list(islice(plan, COST_SAMPLE_PIECES))
         costliest = max((self._piece_cost(piece, out_dtype) for piece in first_pieces), default=1)
@@ -226,7 +251,7 @@ class EmbeddingReader:
             first_piece_rows = -(-min(batch_size, end - start) // parallel)
             min_rows = FIRST_BATCH_MIN_PIECE // self.byte_per_item
             pieces = split_first_batch(pieces, self.headers, min(piece_rows, max(first_piece_rows, min_rows)))
-        assembler = BatchAssembler(start, end, batch_size, self.dimension, out_dtype)
+        assembler = BatchAssembler(RangeLayout(start, end, batch_size), self.dimension, out_dtype)
         pipeline = Pipeline(
             pieces,
             self._read_piece,
@@ -237,6 +262,45 @@ class EmbeddingReader:
             LOCAL_GROUP_BYTES if self._storage.is_local else 0,
         )
         return self._with_progress(pipeline, end - start, show_progress)
+
+    def _shuffled(
+        self,
+        batch_size: int,
+        start: int,
+        end: int,
+        piece_rows: int,
+        parallel_pieces: Optional[int],
+        show_progress: bool,
+        budget: int,
+        out_dtype: np.dtype,
+        options: ShuffleOptions,
+    ) -> Iterator[Batch]:
+        """The batches of a shuffled read: windows of the epoch's order read by the pipeline, then cut (shuffle.py).
+        A window takes a third of the budget; the pipeline reads the next one in the rest."""
+        row_bytes = self.dimension * out_dtype.itemsize
+        window_rows = max(1, budget // WINDOW_SHARE_OF_BUDGET // row_bytes)
+        order = EpochOrder(self.headers, start, end, options.seed, window_rows, options.rank, options.world_size)
+        plan = BatchPlan.of(order, end - start, batch_size, options.start_batch, options.remainder)
+        pipeline_budget = max(1, budget - window_rows * row_bytes)
+        cost = functools.partial(self._piece_cost, out_dtype=out_dtype)
+        parallel: List[int] = []
+
+        def windows(first_window: int) -> Iterator[Batch]:
+            first = first_window * window_rows
+            pieces = place_segments(
+                self.headers, order.segments(first, order.rows), window_rows, piece_rows, order.rows, first
+            )
+            if not parallel:
+                sample = list(islice(pieces, COST_SAMPLE_PIECES))
+                costliest = max((cost(piece) for piece in sample), default=1)
+                parallel.append(self._parallel_pieces(parallel_pieces, costliest, pipeline_budget, out_dtype))
+                pieces = chain(sample, pieces)
+            assembler = BatchAssembler(WindowLayout(order), self.dimension, out_dtype)
+            group_bytes = LOCAL_GROUP_BYTES if self._storage.is_local else 0
+            return iter(Pipeline(pieces, self._read_piece, assembler, cost, parallel[0], pipeline_budget, group_bytes))
+
+        cutter = BatchCutter(order, plan, self.dimension, out_dtype)
+        return self._with_progress(cutter.batches(windows), plan.rows_handed_out, show_progress)
 
     def to_ray_dataset(
         self,
@@ -306,7 +370,7 @@ class EmbeddingReader:
     def _read_piece(self, piece: Piece, out: np.ndarray, cancel: threading.Event) -> Optional[pd.DataFrame]:
         return self._format.read_piece(piece, self.headers[piece.file_index], out, cancel)
 
-    def _with_progress(self, batches: Pipeline, total_rows: int, show_progress: bool) -> Iterator[Batch]:
+    def _with_progress(self, batches: Iterable[Batch], total_rows: int, show_progress: bool) -> Iterator[Batch]:
         """The batches, counted on a progress bar (see progress.py) when `show_progress` is set."""
         iterator = cast(Generator[Batch, None, None], iter(batches))
         progress = ReadProgress(total_rows, self.byte_per_item, show_progress)

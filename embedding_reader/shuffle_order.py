@@ -1,0 +1,98 @@
+"""The order of a shuffled epoch: blocks of rows permuted across the range, shared out to ranks, cut into windows.
+
+The range [start, end) is cut into blocks: runs of about BLOCK_BYTES of one file (a parquet file's row groups).
+The blocks, permuted by the seed, make the epoch's sequence of rows; rank r of world_size takes positions
+[r * rows // world_size, (r + 1) * rows // world_size) of it; each rank's share is read a window of rows at a
+time, and the rows of a window are permuted again before they are cut into batches. The order depends on the
+seed, the range, the files' rows (and row groups), the window's size, the rank and the world size: never on
+threads, piece sizes or where the files live.
+"""
+
+from itertools import accumulate
+from typing import Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from .header import FileHeader
+
+BLOCK_BYTES = 2**20  # a block is read as one piece: large enough for a fast read, small enough to mix well
+BLOCK_STREAM, WINDOW_STREAM = 0, 1  # the two uses of a seed: the blocks' order, the rows' order in a window
+
+
+class EpochOrder:
+    """One rank's share of a shuffled epoch over rows [start, end) of a collection (see the module docstring)."""
+
+    def __init__(
+        self,
+        headers: Sequence[FileHeader],
+        start: int,
+        end: int,
+        seed: int,
+        window_rows: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.seed, self.window_rows, self.rank, self.world_size = seed, window_rows, rank, world_size
+        cuts = block_cuts(headers, start, end)
+        lengths = np.diff(cuts)
+        order = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, BLOCK_STREAM]))).permutation(
+            len(lengths)
+        )
+        self._block_first = cuts[:-1][order]  # the global row where each block of the epoch's sequence begins
+        self._position_ends = np.cumsum(lengths[order])  # the sequence position after each block
+        self._position_starts = self._position_ends - lengths[order]
+        rows = end - start
+        self.share_first, self.share_end = rank * rows // world_size, (rank + 1) * rows // world_size
+
+    @property
+    def rows(self) -> int:
+        """Rows in this rank's share."""
+        return self.share_end - self.share_first
+
+    @property
+    def windows(self) -> int:
+        """Windows the share is read in."""
+        return -(-self.rows // self.window_rows)
+
+    def window_length(self, window: int) -> int:
+        """Rows of a window (the last one may be short)."""
+        return min(self.window_rows, self.rows - window * self.window_rows)
+
+    def segments(self, first: int, last: int) -> Iterator[Tuple[int, int]]:
+        """Global row ranges holding the share's positions [first, last), in order (a block cut at both ends)."""
+        first, last = first + self.share_first, last + self.share_first
+        block = int(np.searchsorted(self._position_ends, first, side="right"))
+        while first < last:
+            row = int(self._block_first[block]) + first - int(self._position_starts[block])
+            stop = min(last, int(self._position_ends[block]))
+            yield row, row + stop - first
+            first, block = stop, block + 1
+
+    def window_index(self, window: int) -> np.ndarray:
+        """The global row index of each position of a window, before the window's permutation."""
+        first = window * self.window_rows
+        ranges = [np.arange(a, b, dtype=np.int64) for a, b in self.segments(first, first + self.window_length(window))]
+        return np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
+
+    def window_permutation(self, window: int) -> np.ndarray:
+        """The order in which a window's rows are handed out (depends on the seed, the rank and the window)."""
+        entropy = [self.seed, WINDOW_STREAM, self.world_size, self.rank, window]
+        generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+        return generator.permutation(self.window_length(window))
+
+
+def block_cuts(headers: Sequence[FileHeader], start: int, end: int) -> np.ndarray:
+    """The sorted global row numbers where blocks of [start, end) begin, then `end`: every file's start, its row
+    groups' starts or every BLOCK_BYTES of rows, clipped to the range."""
+    file_starts = [0, *accumulate(header.count for header in headers)]
+    cuts: List[np.ndarray] = [np.array([start, end], dtype=np.int64)]
+    for header, file_start in zip(headers, file_starts):
+        if file_start + header.count <= start or file_start >= end:
+            continue
+        if header.units:
+            inner = np.cumsum(np.asarray(header.units[:-1], dtype=np.int64))
+        else:
+            inner = np.arange(0, header.count, max(1, BLOCK_BYTES // header.row_bytes), dtype=np.int64)
+        cuts.append(file_start + inner)
+    every = np.unique(np.concatenate(cuts))
+    return every[(every >= start) & (every <= end)]
