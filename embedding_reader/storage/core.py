@@ -103,7 +103,7 @@ class Storage:
             ) from exc
         except ValueError as exc:
             raise InvalidArgumentError(f"unknown protocol {self.protocol!r}: {exc}") from exc
-        return protocols.tuned(self.protocol, fs)
+        return protocols.tuned(self.protocol, fs, self.timeout)
 
     @property
     def is_local(self) -> bool:

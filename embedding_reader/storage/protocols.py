@@ -9,7 +9,11 @@ import fsspec
 from . import gcs, http, s3
 from .remote import Streamer
 
-FAMILIES = (http, s3, gcs)  # each module: NAMES, client_options(options, timeout), optional tune(fs), streamer(fs)
+FAMILIES = (
+    http,
+    s3,
+    gcs,
+)  # each module: NAMES, client_options(options, timeout), optional tune(fs, timeout), streamer(fs)
 
 
 def family(protocol: str) -> Optional[ModuleType]:
@@ -23,11 +27,11 @@ def client_options(protocol: str, options: Dict[str, Any], timeout: float) -> Di
     return options if module is None else dict(module.client_options(options, timeout))
 
 
-def tuned(protocol: str, fs: fsspec.AbstractFileSystem) -> fsspec.AbstractFileSystem:
-    """The filesystem after its family's tuning (client-side retries off), if it has any."""
+def tuned(protocol: str, fs: fsspec.AbstractFileSystem, timeout: float) -> fsspec.AbstractFileSystem:
+    """The filesystem after its family's tuning (client-side retries off, its own waits bounded), if it has any."""
     module = family(protocol)
     tune = getattr(module, "tune", None)
-    return fs if tune is None else tune(fs)
+    return fs if tune is None else tune(fs, timeout)
 
 
 def streamer(protocol: str, fs: fsspec.AbstractFileSystem) -> Optional[Streamer]:

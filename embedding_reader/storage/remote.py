@@ -8,10 +8,11 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, List, Optional, Sequence, Tuple
 
-from ..errors import ReadFailedError, ShortReadError
+from ..errors import ReadFailedError, ShortReadError, StalledReadError
 from ..retry import is_transient
 from .identity import FileIdentities
 from .names import byte_range
+from .watchdog import CLIENT_TIMEOUT_MARGIN_S, PROGRESS_BYTES
 
 CANCEL_POLL_S = 0.05  # how soon a cancelled read gives up its request
 DEFAULT_CONCURRENCY = 128  # small reads in flight on an async filesystem without a streamer of its own
@@ -74,7 +75,9 @@ class RemoteIO:
         checked where the protocol has a streamer, else fsspec's `_cat_file`."""
         fs, streamer, context = self.fs, self.streamer, self.context
         if streamer is None:
-            return lambda path, start, end: fs._cat_file(path, start=start, end=end)  # pylint: disable=W0212
+            return lambda path, start, end: within_deadline(
+                fs._cat_file(path, start=start, end=end), context.timeout, end - start, byte_range(path, start, end)
+            )  # pylint: disable=W0212
 
         async def streamed(path: str, start: int, end: int) -> bytes:
             buffer = bytearray(end - start)
@@ -126,6 +129,22 @@ class Parts:
         self.io.count(received)
         if received != out.nbytes:
             raise ShortReadError(f"{byte_range(self.path, start, start + out.nbytes)}: got {received} bytes")
+
+
+def deadline(timeout: float, nbytes: int) -> float:
+    """The longest a read of `nbytes` may take as a whole when it cannot be watched chunk by chunk (fsspec's
+    `cat_file`, and whatever requests, retries or probes its client makes inside): as long as a watched read making
+    the least progress allowed (PROGRESS_BYTES per timeout), plus the clients' margin."""
+    return (timeout + CLIENT_TIMEOUT_MARGIN_S) * (1 + nbytes / PROGRESS_BYTES)
+
+
+async def within_deadline(coroutine: Awaitable[Any], timeout: float, nbytes: int, where: str) -> Any:
+    """The coroutine's result, or StalledReadError (transient) once `deadline(timeout, nbytes)` has passed."""
+    seconds = deadline(timeout, nbytes)
+    try:
+        return await asyncio.wait_for(coroutine, seconds)
+    except asyncio.TimeoutError:
+        raise StalledReadError(f"{where}: not done in {seconds:.3g} s (timeout {timeout:g} s)") from None
 
 
 async def _read_all(fetch: Fetch, requests: Sequence[Tuple[str, int, int]], concurrency: int) -> List[Any]:

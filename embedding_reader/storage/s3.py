@@ -28,7 +28,7 @@ def client_options(options: Dict[str, Any], timeout: float) -> Dict[str, Any]:
     return {**options, "config_kwargs": {**defaults, **(options.get("config_kwargs") or {})}}
 
 
-def tune(fs: fsspec.AbstractFileSystem) -> fsspec.AbstractFileSystem:
+def tune(fs: fsspec.AbstractFileSystem, timeout: float) -> fsspec.AbstractFileSystem:  # pylint: disable=W0613
     """s3fs retries 5 times with back-off inside each of the library's attempts: once is enough."""
     if hasattr(fs, "retries"):
         fs.retries = 1  # s3fs.S3FileSystem.retries: the attempts of its own _error_wrapper
