@@ -3,7 +3,7 @@
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,26 @@ class ArrayPool:
         self._handed_out.clear()
 
 
+@dataclass(frozen=True)
+class RowTarget:
+    """Where a piece's rows go when its batch hands rows out in another order than they are read: row k of the
+    piece is row rows[k] of `array` (the whole batch)."""
+
+    array: np.ndarray
+    rows: np.ndarray
+
+    def runs(self) -> Iterator[Tuple[int, int, int]]:
+        """(first piece row, first batch row, rows) of each run of consecutive destination rows."""
+        breaks = np.flatnonzero(np.diff(self.rows) != 1) + 1
+        starts = np.concatenate(([0], breaks)).tolist()
+        ends = np.concatenate((breaks, [len(self.rows)])).tolist()
+        for first, end in zip(starts, ends):
+            yield first, int(self.rows[first]), end - first
+
+
+Slot = Union[np.ndarray, RowTarget]  # what a piece fills
+
+
 class BatchLayout(Protocol):
     """Which rows make each batch: how many, and the global index of each."""
 
@@ -54,7 +74,10 @@ class BatchLayout(Protocol):
         """Rows of a batch."""
 
     def index(self, batch_id: int) -> np.ndarray:
-        """The global index of each row of a batch, in order (int64)."""
+        """The global index of each row of a batch in reading order (int64)."""
+
+    def order(self, batch_id: int) -> Optional[np.ndarray]:
+        """The batch's rows as handed out: row q is the one read order[q]-th, or None, the reading order itself."""
 
 
 @dataclass(frozen=True)
@@ -72,34 +95,49 @@ class RangeLayout:
         first = self.start + batch_id * self.batch_size
         return np.arange(first, first + self.length(batch_id), dtype=np.int64)
 
+    def order(self, batch_id: int) -> Optional[np.ndarray]:
+        return None
+
 
 class BatchAssembler:
-    """Owns the output array of every batch being read; pieces write straight into their slice of it."""
+    """Owns the output array of every batch being read; pieces write straight into their slice of it, or, when the
+    layout hands rows out in another order than they are read, into their rows' places (a RowTarget)."""
 
     def __init__(self, layout: BatchLayout, dimension: int, dtype: np.dtype):
         self.layout = layout
         self.dimension, self.dtype = dimension, np.dtype(dtype)
         self._arrays: Dict[int, np.ndarray] = {}
+        self._places: Dict[int, np.ndarray] = {}  # per reordered batch: where each row read goes
         self._pool = ArrayPool()
 
-    def slot(self, piece: Piece) -> np.ndarray:
-        """The slice of the piece's batch array that the piece fills (allocating the array on first use)."""
+    def slot(self, piece: Piece) -> Slot:
+        """What the piece fills: its slice of the batch array (allocated on first use), or its rows' places in it."""
         array = self._arrays.get(piece.batch_id)
         if array is None:
             shape = (self.layout.length(piece.batch_id), self.dimension)
             array = self._arrays[piece.batch_id] = self._pool.take(shape, self.dtype)
+            order = self.layout.order(piece.batch_id)
+            if order is not None:
+                self._places[piece.batch_id] = np.argsort(order)
+        places = self._places.get(piece.batch_id)
+        if places is not None:
+            return RowTarget(array, places[piece.batch_start : piece.batch_end])
         return array[piece.batch_start : piece.batch_end]
 
     def complete(self, batch_id: int, metas: Sequence[Optional[pd.DataFrame]]) -> Tuple[np.ndarray, pd.DataFrame]:
         """Hand over a finished batch: its array and a DataFrame of its meta columns plus global index `i`."""
         array = self._arrays.pop(batch_id)
         meta = _batch_meta(metas, self.layout.index(batch_id))
+        order = self.layout.order(batch_id) if self._places.pop(batch_id, None) is not None else None
+        if order is not None:
+            meta = meta.take(order).reset_index(drop=True)
         self._pool.handed_out(array)
         return array, meta
 
     def discard(self) -> None:
         """Drop every unfinished batch (after an error or an early stop)."""
         self._arrays.clear()
+        self._places.clear()
         self._pool.clear()
 
 

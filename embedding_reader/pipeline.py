@@ -23,12 +23,12 @@ from typing import Callable, Deque, Iterator, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from .batches import BatchAssembler
+from .batches import BatchAssembler, Slot
 from .errors import EmbeddingReaderError, ReadFailedError
 from .pieces import Piece
 from .storage import redact
 
-ReadPiece = Callable[[Piece, np.ndarray, threading.Event], Optional[pd.DataFrame]]
+ReadPiece = Callable[[Piece, Slot, threading.Event], Optional[pd.DataFrame]]
 Metas = List[Optional[pd.DataFrame]]
 THREAD_NAME_PREFIX = "embedding_reader"
 MAX_GROUP_PIECES = 256  # pieces one task reads at most, so that a batch of tiny pieces still spreads over threads
@@ -97,7 +97,7 @@ class Pipeline:
 
     def _submit(self, executor: ThreadPoolExecutor) -> None:
         """Submit pieces in order while the budget allows; the oldest batch's pieces always go."""
-        group: List[Tuple[Piece, np.ndarray]] = []
+        group: List[Tuple[Piece, Slot]] = []
         group_cost = 0
         while self._next is not None:
             piece, cost = self._next, self._piece_cost(self._next)
@@ -116,12 +116,12 @@ class Pipeline:
         if group:
             self._pending[-1].add(executor.submit(self._run_group, group), group_cost)
 
-    def _joins(self, group: List[Tuple[Piece, np.ndarray]], group_cost: int, piece: Piece, cost: int) -> bool:
+    def _joins(self, group: List[Tuple[Piece, Slot]], group_cost: int, piece: Piece, cost: int) -> bool:
         """Whether a piece may join the task being gathered: same batch, and the task stays small."""
         same_batch = group[0][0].batch_id == piece.batch_id
         return same_batch and group_cost + cost <= self._group_bytes and len(group) < MAX_GROUP_PIECES
 
-    def _run_group(self, group: List[Tuple[Piece, np.ndarray]]) -> Metas:
+    def _run_group(self, group: List[Tuple[Piece, Slot]]) -> Metas:
         """Read a task's pieces one after the other in a worker thread."""
         return [self._run(piece, out) for piece, out in group]
 
@@ -136,7 +136,7 @@ class Pipeline:
         pieces_ahead = sum(len(batch.futures) for batch in islice(self._pending, 1, None))  # tasks, in fact
         return pieces_ahead < self._parallel
 
-    def _run(self, piece: Piece, out: np.ndarray) -> Optional[pd.DataFrame]:
+    def _run(self, piece: Piece, out: Slot) -> Optional[pd.DataFrame]:
         """Read one piece in a worker thread; failures name the file and rows."""
         if self._cancel.is_set():
             return None

@@ -1,7 +1,6 @@
 """EmbeddingReader: the facade that picks a format, reads the headers once, and plans and runs reads."""
 
 import copy
-import functools
 import logging
 import threading
 from itertools import chain, islice
@@ -20,7 +19,7 @@ from .arguments import (
     meta_column_list,
     usable_cores,
 )
-from .batches import BatchAssembler, RangeLayout
+from .batches import BatchAssembler, RangeLayout, RowTarget, Slot
 from .errors import InvalidArgumentError, check_int
 from .formats import Format, format_class
 from .header import FileHeader
@@ -30,7 +29,7 @@ from .pipeline import Pipeline
 from .progress import ReadProgress
 from .retry import RetryPolicy
 from .shuffle import BatchCutter, BatchPlan, ShuffleOptions, WindowLayout, refuse_shuffle_options
-from .shuffle_order import EpochOrder
+from .shuffle_order import EpochOrder, run_rows_for
 from .storage import Storage, redact
 from .storage.watchdog import DEFAULT_TIMEOUT_S
 
@@ -41,6 +40,7 @@ MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 co
 FIRST_BATCH_MIN_PIECE = 2**20  # over http the first batch is cut into a piece per thread, not below 1 MB each
 LOCAL_GROUP_BYTES = 4 * 2**20  # small local pieces (many small files) read as one task up to this many bytes
 WINDOW_SHARE_OF_BUDGET = 3  # a shuffled read holds one window of a third of the budget while reading the next
+MAX_WINDOW_BYTES = 2**28  # ... and at most this much: larger windows mix no better and gather slower (cache misses)
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
@@ -276,14 +276,27 @@ class EmbeddingReader:
         options: ShuffleOptions,
     ) -> Iterator[Batch]:
         """The batches of a shuffled read: windows of the epoch's order read by the pipeline, then cut (shuffle.py).
-        A window takes a third of the budget; the pipeline reads the next one in the rest."""
+        A window is a whole number of batches in a third of the budget (at least one batch, at most
+        MAX_WINDOW_BYTES); the pipeline reads the next one in the rest."""
         row_bytes = self.dimension * out_dtype.itemsize
-        window_rows = max(1, budget // WINDOW_SHARE_OF_BUDGET // row_bytes)
-        order = EpochOrder(self.headers, start, end, options.seed, window_rows, options.rank, options.world_size)
+        batches_per_window = min(budget // WINDOW_SHARE_OF_BUDGET, MAX_WINDOW_BYTES) // row_bytes // batch_size
+        window_rows = max(1, batches_per_window) * batch_size
+        order = EpochOrder(
+            self.headers,
+            start,
+            end,
+            options.seed,
+            window_rows,
+            options.rank,
+            options.world_size,
+            run_rows_for(batch_size),
+        )
         plan = BatchPlan.of(order, end - start, batch_size, options.start_batch, options.remainder)
         pipeline_budget = max(1, budget - window_rows * row_bytes)
-        cost = functools.partial(self._piece_cost, out_dtype=out_dtype)
         parallel: List[int] = []
+
+        def cost(piece: Piece) -> int:  # a piece's rows may pass through a side buffer on their way to their places
+            return self._piece_cost(piece, out_dtype) + piece.rows * row_bytes
 
         def windows(first_window: int) -> Iterator[Batch]:
             first = first_window * window_rows
@@ -299,7 +312,7 @@ class EmbeddingReader:
             group_bytes = LOCAL_GROUP_BYTES if self._storage.is_local else 0
             return iter(Pipeline(pieces, self._read_piece, assembler, cost, parallel[0], pipeline_budget, group_bytes))
 
-        cutter = BatchCutter(order, plan, self.dimension, out_dtype)
+        cutter = BatchCutter(order, plan)
         return self._with_progress(cutter.batches(windows), plan.rows_handed_out, show_progress)
 
     def to_ray_dataset(
@@ -367,7 +380,9 @@ class EmbeddingReader:
         header = self.headers[piece.file_index]
         return piece.rows * self.dimension * out_dtype.itemsize + self._format.transient_bytes(piece, header, out_dtype)
 
-    def _read_piece(self, piece: Piece, out: np.ndarray, cancel: threading.Event) -> Optional[pd.DataFrame]:
+    def _read_piece(self, piece: Piece, out: Slot, cancel: threading.Event) -> Optional[pd.DataFrame]:
+        if isinstance(out, RowTarget):
+            return self._format.read_piece_into_rows(piece, self.headers[piece.file_index], out, cancel)
         return self._format.read_piece(piece, self.headers[piece.file_index], out, cancel)
 
     def _with_progress(self, batches: Iterable[Batch], total_rows: int, show_progress: bool) -> Iterator[Batch]:

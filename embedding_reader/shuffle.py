@@ -1,23 +1,22 @@
 """Shuffled batches: the windows of an epoch's order (shuffle_order.py), read by the pipeline, cut into batches.
 
-Each window arrives as one array with its meta; its rows are handed out in the window's permutation, batch_size
-at a time (a batch may span two windows). A read that resumes at batch k starts at the window holding position
-k * batch_size and skips the positions before it. With remainder="pad" the last batch is completed with the
-share's first rows, as torch's DistributedSampler does.
+A window holds a whole number of batches. Its pieces are read into small buffers scattered to their rows'
+places in the window (batches.py), so that a window arrives already permuted and its batches are views of it.
+A read that resumes at batch k starts at the window holding it. With remainder="pad" the last batch is completed
+with the share's first rows, as torch's DistributedSampler does.
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
-from .batches import ArrayPool
 from .errors import InvalidArgumentError, check_int
 from .shuffle_order import EpochOrder
 
 Batch = Tuple[np.ndarray, pd.DataFrame]
-Windows = Callable[[int], Iterator[Batch]]  # the windows of the order from window w on, read
+Windows = Callable[[int], Iterator[Batch]]  # the windows of the order from window w on, read in their rows' order
 REMAINDERS = ("keep", "drop", "pad")
 
 
@@ -66,13 +65,16 @@ def refuse_shuffle_options(seed: Any, rank: Any, world_size: Any, start_batch: A
 class WindowLayout:
     """The windows of an order as the batch assembler's batches."""
 
-    order: EpochOrder
+    epoch: EpochOrder
 
     def length(self, batch_id: int) -> int:
-        return self.order.window_length(batch_id)
+        return self.epoch.window_length(batch_id)
 
     def index(self, batch_id: int) -> np.ndarray:
-        return self.order.window_index(batch_id)
+        return self.epoch.window_index(batch_id)
+
+    def order(self, batch_id: int) -> Optional[np.ndarray]:
+        return self.epoch.window_permutation(batch_id)
 
 
 @dataclass(frozen=True)
@@ -119,88 +121,65 @@ class BatchPlan:
 
 
 class BatchCutter:
-    """Cuts the permuted windows of an order into the batches of a plan."""
+    """Cuts the windows of an order, read with their rows already permuted, into the batches of a plan: views of
+    the window arrays (a window holds a whole number of batches), the padded last batch a copy."""
 
-    def __init__(self, order: EpochOrder, plan: BatchPlan, dimension: int, dtype: np.dtype):
+    def __init__(self, order: EpochOrder, plan: BatchPlan):
+        if order.window_rows % plan.batch_size:
+            raise ValueError(f"windows of {order.window_rows} rows do not hold whole batches of {plan.batch_size}")
         self.order, self.plan = order, plan
-        self.dimension, self.dtype = dimension, dtype
-        self._pool = ArrayPool()
-        self._batch: Optional[np.ndarray] = None
-        self._metas: List[pd.DataFrame] = []
-        self._filled = 0
-        self._position = plan.first_position  # positions handed out or in the batch being filled end here
-        self._pad: List[Batch] = []  # the share's first rows, kept while they pass, for the padding
+        self._pad: Optional[Batch] = None  # the share's first rows, for the padding
+        self._tail: Optional[Batch] = None  # the real rows of the padded batch
 
     def batches(self, windows: Windows) -> Iterator[Batch]:
-        """The plan's batches, reading the windows they need (and the first ones again to pad, after a resume)."""
-        plan, order = self.plan, self.order
-        if self._position >= plan.end:
+        """The plan's batches, reading the windows they need (and the first one again to pad, after a resume)."""
+        plan, per_window = self.plan, self.order.window_rows // self.plan.batch_size
+        if plan.first_batch >= plan.batches:
             return
-        first_window = self._position // order.window_rows
+        first_window = plan.first_batch // per_window
         stream = windows(first_window)
         try:
             for window, (rows, meta) in enumerate(stream, first_window):
-                window_start = window * order.window_rows
-                permutation = order.window_permutation(window)
-                self._keep_for_padding(window_start, rows, meta, permutation)
-                last = min(plan.real_end, window_start + len(rows))
-                while self._position < last:
-                    take = min(last - self._position, plan.batch_size - self._filled)
-                    offset = self._position - window_start
-                    done = self._add(rows, meta, permutation[offset : offset + take])
-                    if done is not None:
-                        yield done
+                yield from self._window_batches(window, rows, meta, per_window)
                 del rows, meta
-                if self._position >= plan.real_end:
+                if (window + 1) * per_window >= plan.batches:
                     break
         finally:
             _close(stream)
-        yield from self._padded(windows)
+        if plan.padding:
+            yield self._padded_batch(windows)
 
-    def _keep_for_padding(
-        self, window_start: int, rows: np.ndarray, meta: pd.DataFrame, permutation: np.ndarray
-    ) -> None:
-        """Copy the share's first rows (positions [0, padding)) as they pass, if the padding needs them."""
-        wanted = min(self.plan.padding - window_start, len(rows))
-        if wanted > 0:
-            chosen = permutation[:wanted]
-            self._pad.append((np.take(rows, chosen, axis=0, mode="clip"), meta.take(chosen)))
+    def _window_batches(self, window: int, rows: np.ndarray, meta: pd.DataFrame, per_window: int) -> Iterator[Batch]:
+        """The plan's batches that lie in one window; the padded one is kept for the end."""
+        plan, window_start = self.plan, window * self.order.window_rows
+        if window == 0 and plan.padding:
+            self._pad = self._first_rows(rows, meta)
+        last_batch = min(plan.batches, (window + 1) * per_window)
+        for batch in range(max(plan.first_batch, window * per_window), last_batch):
+            first = batch * plan.batch_size - window_start
+            last = min(first + plan.batch_size, plan.real_end - window_start)
+            if plan.padding and batch == plan.batches - 1:
+                self._tail = rows[first:last].copy(), meta.iloc[first:last]
+            else:
+                yield rows[first:last], meta.iloc[first:last].reset_index(drop=True)
 
-    def _padded(self, windows: Windows) -> Iterator[Batch]:
-        """The padding rows, after re-reading the share's first windows if this read resumed past them."""
-        if self.plan.padding <= 0:
-            return
-        if sum(len(rows) for rows, _ in self._pad) < self.plan.padding:
-            self._pad = []
+    def _first_rows(self, rows: np.ndarray, meta: pd.DataFrame) -> Batch:
+        """Copies of the share's first rows, as many as the padding takes (repeated if the share is smaller)."""
+        chosen = np.arange(self.plan.padding) % self.order.rows
+        return np.take(rows, chosen, axis=0), meta.take(chosen)
+
+    def _padded_batch(self, windows: Windows) -> Batch:
+        """The last batch: its real rows, then the share's first rows (read again if this read skipped them)."""
+        if self._pad is None:
             stream = windows(0)
             try:
-                for window, (rows, meta) in enumerate(stream):
-                    permutation = self.order.window_permutation(window)
-                    self._keep_for_padding(window * self.order.window_rows, rows, meta, permutation)
-                    if window * self.order.window_rows + len(rows) >= self.plan.padding:
-                        break
+                self._pad = self._first_rows(*next(iter(stream)))
             finally:
                 _close(stream)
-        for rows, meta in self._pad:
-            done = self._add(rows, meta, np.arange(len(rows)))
-            if done is not None:
-                yield done
-
-    def _add(self, rows: np.ndarray, meta: pd.DataFrame, chosen: np.ndarray) -> Optional[Batch]:
-        """Gather rows `chosen` of a window into the batch being filled; the batch, once it is full or the last."""
-        if self._batch is None:
-            self._batch = self._pool.take((self.plan.batch_size, self.dimension), self.dtype)
-        np.take(rows, chosen, axis=0, out=self._batch[self._filled : self._filled + len(chosen)], mode="clip")
-        self._metas.append(meta.take(chosen))
-        self._filled += len(chosen)
-        self._position += len(chosen)
-        if self._filled < self.plan.batch_size and self._position < self.plan.end:
-            return None
-        batch = self._batch[: self._filled]
-        metas = self._metas[0] if len(self._metas) == 1 else pd.concat(self._metas)
-        self._batch, self._metas, self._filled = None, [], 0
-        self._pool.handed_out(batch)
-        return batch, metas.reset_index(drop=True)
+        parts = [part for part in (self._tail, self._pad) if part is not None and len(part[0])]
+        rows = np.concatenate([part[0] for part in parts])
+        meta = pd.concat([part[1] for part in parts], ignore_index=True)
+        return rows, meta
 
 
 def _close(stream: Iterator[Batch]) -> None:

@@ -16,6 +16,8 @@ import numpy as np
 from .header import FileHeader
 
 BLOCK_BYTES = 2**20  # a block is read as one piece: large enough for a fast read, small enough to mix well
+MAX_RUN_ROWS = 16  # a window's rows are permuted in runs of consecutive rows: far faster to place than single rows
+RUNS_PER_BATCH = 64  # ... and a batch gathers at least this many runs (or single rows), from all over its window
 BLOCK_STREAM, WINDOW_STREAM = 0, 1  # the two uses of a seed: the blocks' order, the rows' order in a window
 
 
@@ -31,8 +33,10 @@ class EpochOrder:
         window_rows: int,
         rank: int = 0,
         world_size: int = 1,
+        run_rows: int = 1,
     ):
         self.seed, self.window_rows, self.rank, self.world_size = seed, window_rows, rank, world_size
+        self.run_rows = run_rows
         cuts = block_cuts(headers, start, end)
         lengths = np.diff(cuts)
         order = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, BLOCK_STREAM]))).permutation(
@@ -75,10 +79,21 @@ class EpochOrder:
         return np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
 
     def window_permutation(self, window: int) -> np.ndarray:
-        """The order in which a window's rows are handed out (depends on the seed, the rank and the window)."""
+        """The order in which a window's rows are handed out: its runs of `run_rows` consecutive rows (the last
+        one may be short) in an order that depends on the seed, the rank and the window."""
         entropy = [self.seed, WINDOW_STREAM, self.world_size, self.rank, window]
         generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
-        return generator.permutation(self.window_length(window))
+        rows = self.window_length(window)
+        starts = generator.permutation(-(-rows // self.run_rows)) * self.run_rows
+        lengths = np.minimum(self.run_rows, rows - starts)
+        offsets = np.arange(rows) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        order: np.ndarray = np.repeat(starts, lengths) + offsets
+        return order
+
+
+def run_rows_for(batch_size: int) -> int:
+    """Rows of a run: MAX_RUN_ROWS, fewer for batches of under RUNS_PER_BATCH runs."""
+    return max(1, min(MAX_RUN_ROWS, batch_size // RUNS_PER_BATCH))
 
 
 def block_cuts(headers: Sequence[FileHeader], start: int, end: int) -> np.ndarray:

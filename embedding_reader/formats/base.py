@@ -8,9 +8,11 @@ from typing import Callable, List, Optional, Sequence, Set
 import numpy as np
 import pandas as pd
 
+from ..batches import RowTarget
 from ..errors import EmbeddingReaderError, InconsistentCollectionError, NoEmbeddingsFoundError
 from ..header import FileHeader
 from ..pieces import Piece, units_covering
+from ..scratch import side_buffer
 from ..storage import FileEntry, Storage, redact
 from ..storage.listing import extension_pattern, pattern_label
 from .checks import HEADER, Checks, Survey
@@ -57,6 +59,18 @@ class Format(ABC):
         self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
     ) -> Optional[pd.DataFrame]:
         """Write the piece's embeddings into `out` (its batch slice) and return its meta columns, if any."""
+
+    def read_piece_into_rows(
+        self, piece: Piece, header: FileHeader, target: RowTarget, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        """Like read_piece, but row k of the piece goes to row target.rows[k] of target.array (a shuffled read's
+        window): read into a side buffer, then copied to its places. Formats that can read into places override it."""
+        array = target.array
+        with side_buffer(piece.rows * array.shape[1] * array.itemsize, cancel) as raw:
+            rows = raw.view(array.dtype).reshape(piece.rows, array.shape[1])
+            meta = self.read_piece(piece, header, rows, cancel)
+            array[target.rows] = rows
+        return meta
 
     def read_finished(self) -> None:
         """A read ended (done, stopped or failed): drop what its pieces shared, so the reader holds nothing."""

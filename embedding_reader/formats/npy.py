@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 from numpy.lib import format as npy_format
 
+from ..batches import RowTarget
 from ..casts import cast_into
 from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader
 from ..pieces import Piece
+from ..scratch import side_buffer
 from ..storage import Storage, redact
 from .base import Format
 from .checks import Checks, Survey
@@ -177,9 +179,21 @@ class NpyFormat(Format):
         elif local:
             self._read_cast_in_blocks(header, offset, out, cancel)
         else:
-            stored_rows = np.empty(out.shape, dtype=stored)
-            self.storage.read_into(header.path, offset, stored_rows.data.cast("B"), cancel)
-            cast_into(out, stored_rows)
+            with side_buffer(len(out) * header.row_bytes, cancel) as raw:  # reused within the read (scratch.py)
+                self.storage.read_into(header.path, offset, raw.data, cancel)
+                cast_into(out, raw.view(stored).reshape(out.shape))
+
+    def read_piece_into_rows(
+        self, piece: Piece, header: FileHeader, target: RowTarget, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        """Local rows of the stored dtype go straight to their places (one preadv per piece); others as any format's."""
+        offset = header.data_offset + piece.piece_start * header.row_bytes
+        if not (self.storage.scatters and target.array.dtype == header.numpy_dtype and not offset % ALIGNMENT):
+            return super().read_piece_into_rows(piece, header, target, cancel)
+        rows = memoryview(target.array).cast("B")  # type: ignore[arg-type]
+        views = [rows[row * header.row_bytes : (row + count) * header.row_bytes] for _, row, count in target.runs()]
+        self.storage.read_scattered(header.path, offset, views)
+        return None
 
     def _read_cast_in_blocks(
         self, header: FileHeader, offset: int, out: np.ndarray, cancel: Optional[threading.Event]

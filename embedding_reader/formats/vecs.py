@@ -2,8 +2,9 @@
 
 The header read is the first row's dimension (4 bytes); the rows are the file size over the row size, which must
 divide it exactly. A piece is read with its rows' prefixes into a side buffer (locally a small reused one, so the
-bytes stay in the CPU cache), every prefix is checked against the dimension, and only the values are copied (or
-cast) into the batch.
+bytes stay in the CPU cache, placed on the file's own position in the page so the kernel's copy is never aliased:
+see storage/local.py), every prefix is checked against the dimension, and only the values are copied (or cast)
+into the batch.
 """
 
 import threading
@@ -17,9 +18,10 @@ from ..errors import CorruptFileError, ReadFailedError
 from ..header import FileHeader
 from ..pieces import Piece
 from ..storage import FileEntry, byte_range, redact
+from ..storage.local import PAGE, page_congruent
 from .base import Format
 from .checks import Checks, Survey
-from .npy import ALIGNMENT, CAST_BLOCK_BYTES, MAX_DIMENSION, read_aligned
+from .npy import CAST_BLOCK_BYTES, MAX_DIMENSION
 
 PREFIX_BYTES = 4  # each row's dimension: int32, little-endian
 
@@ -98,11 +100,11 @@ class VecsFormat(Format):
         for first in range(0, piece.rows, block_rows):
             rows = min(block_rows, piece.rows - first)
             offset = (piece.piece_start + first) * layout.itemsize
-            if self.storage.is_local:  # from a cache line: see npy.ALIGNMENT
-                raw = read_aligned(self.storage, header.path, offset, rows * layout.itemsize, buffer, cancel)
+            if self.storage.is_local:
+                raw = page_congruent(buffer, offset, rows * layout.itemsize)
             else:
                 raw = buffer[: rows * layout.itemsize]
-                self.storage.read_into(header.path, offset, raw.data, cancel)
+            self.storage.read_into(header.path, offset, raw.data, cancel)
             block = raw.view(layout)
             check_prefixes(header, block["dimension"], piece.piece_start + first)
             cast_into(out[first : first + rows], block["values"])
@@ -115,9 +117,10 @@ class VecsFormat(Format):
         return max(1, min(piece.rows, CAST_BLOCK_BYTES // layout.itemsize))
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
-        """The side buffer of stored rows, prefixes included (locally with room to start on a cache line)."""
+        """The side buffer of stored rows, prefixes included (locally with room to sit where the file's bytes sit in
+        their page)."""
         layout = row_layout(header.dimension, header.numpy_dtype)
-        return self._block_rows(piece, layout) * layout.itemsize + (ALIGNMENT if self.storage.is_local else 0)
+        return self._block_rows(piece, layout) * layout.itemsize + (PAGE if self.storage.is_local else 0)
 
 
 class FvecsFormat(VecsFormat):

@@ -184,6 +184,15 @@ class Storage:
             parts = self._remote().parts(path, start, out, cancel)
             call_with_retries(parts.attempt, parts.where, self.retry_policy, cancel)
 
+    @property
+    def scatters(self) -> bool:
+        """Whether `read_scattered` can read into many buffers at once (local files, where os.preadv exists)."""
+        return self.is_local and local.CAN_SCATTER
+
+    def read_scattered(self, path: str, start: int, views: List[memoryview]) -> None:
+        """Fill `views` one after the other with the file's bytes from `start` (see `scatters`)."""
+        local.read_scattered(path, start, views, self.identities)
+
     def check_unchanged(self, path: str) -> None:
         """FileChangedError if a local file is no longer what it was at open (remote answers are checked as they
         come); for reads that bypass `read_into`, such as pyarrow opening the file itself."""
