@@ -22,6 +22,8 @@ from embedding_reader import (
     inspect_collection,
 )
 from embedding_reader.pieces import build_pieces
+from embedding_reader.storage import local
+from embedding_reader.storage.identity import FileIdentities
 from tests.support.remote import FAST_RETRIES
 
 pytestmark = pytest.mark.timeout(120)
@@ -112,14 +114,14 @@ def test_local_reads_through_small_blocks(tmp_path, file_format):
 
 def test_vecs_side_buffer_is_counted_and_bounded(tmp_path):
     """Vecs pieces hold their stored rows beside the batch slice: counted for the budget, a 2 MB block at most
-    locally (a piece of a million rows included)."""
+    locally (a piece of a million rows included), plus a page to place it where the file's bytes sit in theirs."""
     write_collection(tmp_path, "fvecs", [5000])
     reader = EmbeddingReader(str(tmp_path), file_format="fvecs")
     header, stride = reader.headers[0], 4 + DIM * 4
     (piece,) = build_pieces([header], 5000)
-    assert reader._format.transient_bytes(piece, header, np.dtype(np.float32)) == 5000 * stride + 64
+    assert reader._format.transient_bytes(piece, header, np.dtype(np.float32)) == 5000 * stride + 4096
     (big,) = build_pieces([dataclasses.replace(header, count=10**6)], 10**6, max_piece_size=10**6)
-    assert reader._format.transient_bytes(big, header, np.dtype(np.float32)) == (2 * 2**20 // stride) * stride + 64
+    assert reader._format.transient_bytes(big, header, np.dtype(np.float32)) == (2 * 2**20 // stride) * stride + 4096
 
 
 def test_wrong_dimension_prefix_names_the_file_and_row(tmp_path):
@@ -350,19 +352,64 @@ def test_remote_corrupt_vecs_row(tmp_path, http_server_factory):
 
 @pytest.mark.parametrize("file_format", ["u8bin", "fbin", "fvecs", "bvecs"])
 @pytest.mark.parametrize("output_dtype", [None, np.float64])
-def test_local_reads_start_on_a_cache_line(tmp_path, file_format, output_dtype, monkeypatch):
-    """Rows after an 8-byte header or a 4-byte prefix are read locally from 64-byte boundaries (the kernel copies
-    misaligned page-cache bytes several times slower), into a small buffer, and still land row for row."""
-    expected = write_collection(tmp_path, file_format, [300, 217])
+def test_local_reads_are_never_aliased(tmp_path, file_format, output_dtype, monkeypatch):
+    """No local read copies file bytes to a destination 1 to 63 bytes ahead of them modulo the page (the slow
+    kernel copy): side buffers sit where the file's bytes sit in their page, and a batch slice that would be such
+    a destination is filled through the bounce buffer (reads under a page excepted); the rows land row for row."""
+    parts = [sample(count, ALL[file_format], seed, dim=200) for seed, count in enumerate([300, 217])]
+    for index, rows in enumerate(parts):
+        write(tmp_path / f"part_{index}.{file_format}", file_format, rows)
+    expected = np.concatenate(parts)
     reader = EmbeddingReader(str(tmp_path), file_format=file_format)
-    starts: list[int] = []
-    original = reader.storage.read_into
+    copies: list[tuple[int, int]] = []
+    original = local.read_into
+    original_bounced = local._read_bounced
 
-    def recording(path, start, out, cancel=None):
-        starts.append(start)
-        original(path, start, out, cancel)
+    def recording(path, start, out, identities):
+        if out.nbytes >= local.BOUNCE_MIN_BYTES:
+            copies.append((start, local.address(out)))
+        original(path, start, out, identities)
 
-    monkeypatch.setattr(reader.storage, "read_into", recording)
+    def bounced(file, path, start, out):
+        copies.pop()  # the bounce buffer is the kernel's destination: half a page away
+        original_bounced(file, path, start, out)
+
+    monkeypatch.setattr(local, "read_into", recording)
+    monkeypatch.setattr(local, "_read_bounced", bounced)
     embeddings, _, _ = read(reader, 64, max_piece_size=33, output_dtype=output_dtype)
     np.testing.assert_array_equal(embeddings, expected.astype(output_dtype or expected.dtype))
-    assert starts and all(start % 64 == 0 for start in starts), starts
+    assert copies and not [copy for copy in copies if local.is_aliased(*copy)], copies
+
+
+@pytest.mark.parametrize("file_format", ["u8bin", "fvecs"])
+def test_pieces_at_every_offset_modulo_64(tmp_path, file_format):
+    """Pieces starting at every byte offset modulo 64 (and batches at every row modulo 64, so that some batch slices
+    are aliased with the file and some are not) read row for row what numpy's tofile wrote."""
+    dim = 129 if file_format == "u8bin" else 3  # rows of 129 bytes / 16 bytes: starts cover every offset mod 64
+    rows = sample(4000, ALL[file_format], 11, dim=dim)
+    write(tmp_path / f"base.{file_format}", file_format, rows)
+    reader = EmbeddingReader(str(tmp_path), file_format=file_format)
+    for batch_size, piece in [(1000, 64), (997, 61), (4000, 67)]:
+        got, _, _ = read(reader, batch_size, max_piece_size=piece, output_dtype=None)
+        np.testing.assert_array_equal(got, rows)
+    as_float, _, _ = read(reader, 1000, max_piece_size=63)
+    np.testing.assert_array_equal(as_float, rows.astype(np.float32))
+
+
+@pytest.mark.parametrize("start", [0, 1, 8, 63, 64, 4095, 4096 + 8])
+@pytest.mark.parametrize("shift", [0, 1, 8, 16, 24, 63, 64, 2048, 4095])
+def test_local_read_into_every_distance(tmp_path, start, shift):
+    """storage.local.read_into lands the same bytes whatever the distance between the file's position and the
+    destination modulo the page, aliased (1 to 63 bytes ahead, through the bounce buffer) or not, across several
+    bounce buffers and to the file's end; past it, CorruptFileError."""
+    data = np.random.default_rng(start + shift).integers(0, 256, 3 * 2**20 + 12345, dtype=np.uint8)
+    path = tmp_path / "bytes"
+    data.tofile(path)
+    nbytes = len(data) - start
+    raw = np.zeros(nbytes + 2 * local.PAGE, dtype=np.uint8)
+    out = local.page_congruent(raw, start + shift, nbytes)
+    assert local.is_aliased(start, local.address(out.data)) == (0 < shift < 64)
+    local.read_into(str(path), start, out.data, FileIdentities())
+    np.testing.assert_array_equal(out, data[start:])
+    with pytest.raises(CorruptFileError, match="file ends early"):
+        local.read_into(str(path), start + 1, out.data, FileIdentities())
