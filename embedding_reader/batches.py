@@ -8,6 +8,7 @@ from typing import Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tu
 import numpy as np
 import pandas as pd
 
+from .casts import cast_into
 from .errors import InconsistentCollectionError
 from .pieces import Piece
 
@@ -62,6 +63,21 @@ class RowTarget:
         ends = np.concatenate((breaks, [len(self.rows)])).tolist()
         for first, end in zip(starts, ends):
             yield first, int(self.rows[first]), end - first
+
+    def place(self, values: np.ndarray, spare: Optional[np.ndarray] = None) -> None:
+        """Copy the piece's rows to their places, a run at a time; values of another dtype are cast first, in one
+        pass, into `spare` (a buffer of at least the piece's bytes in the output dtype)."""
+        if values.dtype != self.array.dtype:
+            converted = np.empty(values.shape, self.array.dtype) if spare is None else _as_rows(spare, values, self.array)
+            cast_into(converted, values)
+            values = converted
+        for first, row, count in self.runs():
+            self.array[row : row + count] = values[first : first + count]
+
+
+def _as_rows(spare: np.ndarray, values: np.ndarray, array: np.ndarray) -> np.ndarray:
+    """`spare`'s first bytes as rows shaped like `values` of `array`'s dtype."""
+    return spare[: values.shape[0] * values.shape[1] * array.itemsize].view(array.dtype).reshape(values.shape)
 
 
 Slot = Union[np.ndarray, RowTarget]  # what a piece fills

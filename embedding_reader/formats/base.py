@@ -69,7 +69,7 @@ class Format(ABC):
         with side_buffer(piece.rows * array.shape[1] * array.itemsize, cancel) as raw:
             rows = raw.view(array.dtype).reshape(piece.rows, array.shape[1])
             meta = self.read_piece(piece, header, rows, cancel)
-            array[target.rows] = rows
+            target.place(rows)
         return meta
 
     def read_finished(self) -> None:

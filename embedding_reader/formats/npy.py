@@ -186,13 +186,22 @@ class NpyFormat(Format):
     def read_piece_into_rows(
         self, piece: Piece, header: FileHeader, target: RowTarget, cancel: Optional[threading.Event] = None
     ) -> Optional[pd.DataFrame]:
-        """Local rows of the stored dtype go straight to their places (one preadv per piece); others as any format's."""
+        """Local rows of the stored dtype go straight to their places (one preadv per piece); other rows are read
+        as stored into a side buffer, then cast to their places (one pass, as a sequential read's cast)."""
         offset = header.data_offset + piece.piece_start * header.row_bytes
-        if not (self.storage.scatters and target.array.dtype == header.numpy_dtype and not offset % ALIGNMENT):
-            return super().read_piece_into_rows(piece, header, target, cancel)
-        rows = memoryview(target.array).cast("B")  # type: ignore[arg-type]
-        views = [rows[row * header.row_bytes : (row + count) * header.row_bytes] for _, row, count in target.runs()]
-        self.storage.read_scattered(header.path, offset, views)
+        if self.storage.scatters and target.array.dtype == header.numpy_dtype and not offset % ALIGNMENT:
+            rows = memoryview(target.array).cast("B")  # type: ignore[arg-type]
+            views = [rows[row * header.row_bytes : (row + count) * header.row_bytes] for _, row, count in target.runs()]
+            self.storage.read_scattered(header.path, offset, views)
+            return None
+        stored_bytes = piece.rows * header.row_bytes
+        out_bytes = (
+            0 if target.array.dtype == header.numpy_dtype else piece.rows * header.dimension * target.array.itemsize
+        )
+        with side_buffer(stored_bytes, cancel) as raw, side_buffer(out_bytes, cancel) as spare:
+            stored = raw.view(header.numpy_dtype).reshape(piece.rows, header.dimension)
+            self.read_rows(header, piece.piece_start, stored, cancel)
+            target.place(stored, spare)
         return None
 
     def _read_cast_in_blocks(
