@@ -275,6 +275,16 @@ def test_bench_sweep_recommends_the_fastest(capsys: pytest.CaptureFixture[str], 
     assert code == 0 and "\nrecommended for this storage: --parallel-pieces " in out
 
 
+def test_bench_shuffle_reports_both_reads(capsys: pytest.CaptureFixture[str], collection: Collection) -> None:
+    code, report = run_json(capsys, "bench", *collection_args(collection), "--shuffle", "--batch-size", "16")
+    assert code == 0 and report["read"]["rows"] == report["shuffled"]["rows"] == 80
+    assert report["shuffled"]["gb_per_s"] > 0
+    code, out, _ = run(capsys, "bench", *collection_args(collection), "--shuffle")
+    assert code == 0 and "\nshuffled     " in out and "% of sequential), first batch " in out
+    code, _, err = run(capsys, "bench", *collection_args(collection), "--shuffle", "--sweep")
+    assert code == 2 and "--sweep and --shuffle" in err
+
+
 def test_bench_counts_remote_requests(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, http_server_factory: Callable[..., RangeHTTPServer]
 ) -> None:

@@ -106,3 +106,10 @@ def test_interrupted_sample_is_rebuilt_not_taken(tmp_path, monkeypatch) -> None:
     folder = sample_data.npy_sample(files=3, rows=10, dimension=4)
     assert sorted(os.listdir(folder)) == [f"img_emb_{k:04d}.npy" for k in range(3)]
     assert [name for name in os.listdir(os.path.dirname(folder)) if name.startswith(".partial-")] == []
+
+
+def test_torch_recipe_trains_on_every_row_once_per_epoch() -> None:
+    pytest.importorskip("torch")
+    output = run_example("torch_dataset.py")
+    for epoch in range(2):  # two DataLoader workers, 40,000 rows in batches of 1,000: 20 full batches each
+        assert f"epoch {epoch}: 40 batches, 40000 rows, 40000 distinct" in output

@@ -262,3 +262,22 @@ def test_seed_none_draws_a_fresh_order(collection):
     first, second = (np.concatenate(read_all(reader, 1000, shuffle=True)) for _ in range(2))
     assert not np.array_equal(first, second)
     np.testing.assert_array_equal(np.sort(first), np.arange(total))
+
+
+def _share_in_child(payload: bytes, rank: int, world_size: int) -> list[int]:
+    reader = pickle.loads(payload)
+    options = dict(shuffle=True, seed=21, rank=rank, world_size=world_size, remainder="drop")
+    return [int(i) for batch in read_all(reader, 256, **options) for i in batch]
+
+
+def test_ranks_in_separate_processes_share_the_epoch(collection):
+    """Each rank a process with its own copy of the reader, as in data-parallel training: the shares are disjoint,
+    equally many full batches, and with remainder="drop" all but fewer than world_size x batch_size rows read."""
+    reader, total = collection
+    payload = pickle.dumps(reader)
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        shares = pool.starmap_async(_share_in_child, [(payload, rank, 3) for rank in range(3)]).get(timeout=80)
+    assert [len(share) for share in shares] == [total // 3 // 256 * 256] * 3
+    every = np.concatenate(shares)
+    assert len(np.unique(every)) == len(every) > total - 3 * 256
+    assert set(every.tolist()) <= set(range(total))

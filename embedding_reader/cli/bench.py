@@ -8,7 +8,7 @@ from typing import Any, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from .. import EmbeddingReader
+from .. import EmbeddingReader, InvalidArgumentError
 from .common import EXIT_OK, default_batch_size, is_terminal, open_reader, read_options
 from .render import Field, Report, human_bytes, render_fields, render_table, to_json
 
@@ -31,6 +31,11 @@ def register(commands: Any, collection: argparse.ArgumentParser) -> None:
         action="store_true",
         help="try several --parallel-pieces x --max-piece-size on a prefix of the rows and recommend the fastest",
     )
+    bench.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="also read the range shuffled (seed 0) and report it beside the sequential read",
+    )
     bench.set_defaults(run=run_bench)
 
 
@@ -40,11 +45,15 @@ def run_bench(args: argparse.Namespace) -> int:
     reader = open_reader(args)
     report: Report = {"open_s": time.perf_counter() - began, "remote": not reader.storage.is_local}
     read_args = read_arguments(args, reader)
+    if args.sweep and args.shuffle:
+        raise InvalidArgumentError("--sweep and --shuffle: choose one")
     if args.sweep:
         report.update(sweep(reader, read_args))
     else:
         report["rss_before"] = peak_rss()
         report["read"] = measure(reader, read_args, show_progress=is_terminal(sys.stderr))
+        if args.shuffle:
+            report["shuffled"] = measure(reader, {**read_args, "shuffle": True, "seed": 0})
     report.update(peak_rss=peak_rss(), settings=settings_report(read_args))
     print(to_json(report) if args.json else render_bench(report))
     return EXIT_OK
@@ -131,6 +140,10 @@ def render_bench(report: Report) -> str:
         fields.append(("sweep", f"rows [{first:,}, {end:,}) read once per setting, after a warm-up read"))
     else:
         fields += read_fields(report["read"], report["settings"], report["remote"])
+    if "shuffled" in report:
+        shuffled, share = report["shuffled"], report["shuffled"]["gb_per_s"] / max(report["read"]["gb_per_s"], 1e-12)
+        first = "-" if shuffled["first_batch_s"] is None else f"{shuffled['first_batch_s']:.3f} s"
+        fields.append(("shuffled", f"{shuffled['gb_per_s']:.3f} GB/s ({share:.0%} of sequential), first batch {first}"))
     before = f" ({human_bytes(report['rss_before'])} before reading)" if "rss_before" in report else ""
     fields.append(("peak RSS", human_bytes(report["peak_rss"]) + before))
     fields.append(("settings", settings_line(report["settings"], hidden=SWEPT if swept else ())))
