@@ -12,31 +12,41 @@ from .casts import cast_into
 from .errors import InconsistentCollectionError
 from .pieces import Piece
 
+PAGE = 4096  # batch arrays start on a page: a local read into them is never an aliased copy (storage/local.py)
+
+
+def page_aligned(buffer: np.ndarray, nbytes: int) -> np.ndarray:
+    """`nbytes` of a uint8 buffer (of at least nbytes + PAGE) from its first page boundary on."""
+    skip = -buffer.ctypes.data % PAGE
+    return buffer[skip : skip + nbytes]
+
 
 class ArrayPool:
     """Hands out batch arrays, reusing one the caller has dropped instead of allocating fresh memory.
 
     A fresh array's pages are faulted in and zeroed by the kernel on first write, which costs about a
-    third of a local read's speed. An array is reused only when nothing but this pool refers to it
-    (every numpy view, memoryview or DataFrame made from it holds a reference), so a batch the caller
-    keeps is never overwritten. Otherwise arrays come from np.empty, whose pages the operating system
-    commits only as pieces fill them: a batch costs memory in step with the pieces read.
+    third of a local read's speed. Arrays start on a page boundary (a page more is allocated). An array is
+    reused only when nothing but this pool refers to it (every numpy view, memoryview or DataFrame made
+    from it holds a reference), so a batch the caller keeps is never overwritten. Otherwise arrays come from
+    np.empty, whose pages the operating system commits only as pieces fill them: a batch costs memory in
+    step with the pieces read.
     """
 
     def __init__(self, keep: int = 2):
         self._handed_out: Deque[np.ndarray] = deque(maxlen=keep)  # flat byte buffers the batches are views of
 
     def take(self, shape: Tuple[int, int], dtype: np.dtype) -> np.ndarray:
-        """An array of this shape and dtype: a view of a dropped buffer big enough if there is one, else a new one."""
+        """An array of this shape and dtype, starting on a page: a view of a dropped buffer big enough if there is
+        one, else a new one."""
         nbytes = shape[0] * shape[1] * dtype.itemsize
         for k in range(len(self._handed_out)):
             buffer = self._handed_out[k]
             # References: the deque, `buffer` and getrefcount's argument; any more are views someone holds.
-            if nbytes <= buffer.nbytes <= 2 * nbytes and sys.getrefcount(buffer) <= 3:
+            if nbytes <= buffer.nbytes - PAGE <= 2 * nbytes and sys.getrefcount(buffer) <= 3:
                 del self._handed_out[k]
-                return buffer[:nbytes].view(dtype).reshape(shape)
+                return page_aligned(buffer, nbytes).view(dtype).reshape(shape)
             del buffer
-        return np.empty(nbytes, dtype=np.uint8).view(dtype).reshape(shape)
+        return page_aligned(np.empty(nbytes + PAGE, dtype=np.uint8), nbytes).view(dtype).reshape(shape)
 
     def handed_out(self, array: np.ndarray) -> None:
         """Remember the buffer of an array given to the caller, to reuse once the caller has dropped it."""
@@ -68,14 +78,16 @@ class RowTarget:
         """Copy the piece's rows to their places, a run at a time; values of another dtype are cast first, in one
         pass, into `spare` (a buffer of at least the piece's bytes in the output dtype)."""
         if values.dtype != self.array.dtype:
-            converted = np.empty(values.shape, self.array.dtype) if spare is None else _as_rows(spare, values, self.array)
+            converted = (
+                np.empty(values.shape, self.array.dtype) if spare is None else as_rows(spare, values, self.array)
+            )
             cast_into(converted, values)
             values = converted
         for first, row, count in self.runs():
             self.array[row : row + count] = values[first : first + count]
 
 
-def _as_rows(spare: np.ndarray, values: np.ndarray, array: np.ndarray) -> np.ndarray:
+def as_rows(spare: np.ndarray, values: np.ndarray, array: np.ndarray) -> np.ndarray:
     """`spare`'s first bytes as rows shaped like `values` of `array`'s dtype."""
     return spare[: values.shape[0] * values.shape[1] * array.itemsize].view(array.dtype).reshape(values.shape)
 

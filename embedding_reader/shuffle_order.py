@@ -13,9 +13,11 @@ from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
+from .errors import InvalidArgumentError
 from .header import FileHeader
 
 BLOCK_BYTES = 2**20  # a block is read as one piece: large enough for a fast read, small enough to mix well
+MAX_BLOCKS = 2**27  # the order holds 3 integers per block: 3 GB for 128 Mi blocks (128 TiB of rows of 1 MB blocks)
 MAX_RUN_ROWS = 16  # a window's rows are permuted in runs of consecutive rows: far faster to place than single rows
 RUNS_PER_BATCH = 64  # ... and a batch gathers at least this many runs (or single rows), from all over its window
 BLOCK_STREAM, WINDOW_STREAM = 0, 1  # the two uses of a seed: the blocks' order, the rows' order in a window
@@ -45,6 +47,7 @@ class EpochOrder:
         self._block_first = cuts[:-1][order]  # the global row where each block of the epoch's sequence begins
         self._position_ends = np.cumsum(lengths[order])  # the sequence position after each block
         self._position_starts = self._position_ends - lengths[order]
+        del cuts, lengths, order  # 3 arrays of a block each are kept: 24 bytes a block
         rows = end - start
         self.share_first, self.share_end = rank * rows // world_size, (rank + 1) * rows // world_size
 
@@ -100,6 +103,7 @@ def block_cuts(headers: Sequence[FileHeader], start: int, end: int) -> np.ndarra
     """The sorted global row numbers where blocks of [start, end) begin, then `end`: every file's start, its row
     groups' starts or every BLOCK_BYTES of rows, clipped to the range."""
     file_starts = [0, *accumulate(header.count for header in headers)]
+    check_block_count(headers, file_starts, start, end)
     cuts: List[np.ndarray] = [np.array([start, end], dtype=np.int64)]
     for header, file_start in zip(headers, file_starts):
         if file_start + header.count <= start or file_start >= end:
@@ -111,3 +115,17 @@ def block_cuts(headers: Sequence[FileHeader], start: int, end: int) -> np.ndarra
         cuts.append(file_start + inner)
     every = np.unique(np.concatenate(cuts))
     return every[(every >= start) & (every <= end)]
+
+
+def check_block_count(headers: Sequence[FileHeader], file_starts: Sequence[int], start: int, end: int) -> None:
+    """Refuse an order of more than MAX_BLOCKS blocks (files claiming absurd row counts) before building it."""
+    blocks = 0
+    for header, file_start in zip(headers, file_starts):
+        rows = min(end, file_start + header.count) - max(start, file_start)
+        if rows > 0:
+            blocks += len(header.units) if header.units else -(-rows // max(1, BLOCK_BYTES // header.row_bytes)) + 1
+    if blocks > MAX_BLOCKS:
+        raise InvalidArgumentError(
+            f"shuffle=True over rows [{start}, {end}): {blocks:,} blocks, more than {MAX_BLOCKS:,} "
+            f"(the order would take {3 * 8 * blocks / 1e9:,.0f} GB): shuffle a smaller range at a time"
+        )

@@ -323,7 +323,7 @@ def test_planner_is_lazy_over_a_huge_file():
         header = FileHeader(path="x.npy", count=10**13, dimension=8, dtype="<f4", data_offset=128)
         start = time.time()
         pieces = list(islice(iter_pieces([header], 2, 0, None, 1000), 3))
-        cut = list(islice(split_first_batch(iter_pieces([header], 10**12, 0, None, 10**6), [header], 1000), 3))
+        cut = list(islice(split_first_batch(iter_pieces([header], 10**9, 0, None, 10**6), [header], 1000), 3))
         print("pieces", [(p.piece_start, p.piece_end) for p in pieces + cut], time.time() - start < 5)
         """)
     assert outcome == "pieces [(0, 2), (2, 4), (4, 6), (0, 1000), (1000, 2000), (2000, 3000)] True", outcome
@@ -476,3 +476,19 @@ def test_patched_files_are_well_formed_otherwise(tmp_path):
     np.testing.assert_array_equal(np.stack(pq.read_table(path).column(0).to_pylist()), rows)
     reader = EmbeddingReader(str(tmp_path), file_format="parquet")
     np.testing.assert_array_equal(np.concatenate([b for b, _ in reader(batch_size=3, show_progress=False)]), rows)
+
+
+def test_a_shuffled_read_of_a_huge_claim_is_refused_before_its_order_is_built():
+    """A shuffled epoch's order holds a few integers per 1 MB block: for 10^13 claimed rows (size unknown) that would
+    be terabytes, so it is refused by name before anything is allocated."""
+    outcome = run_limited("""
+        from embedding_reader.errors import InvalidArgumentError
+        from embedding_reader.header import FileHeader
+        from embedding_reader.shuffle_order import EpochOrder
+        header = FileHeader(path="x.npy", count=10**13, dimension=8, dtype="<f4", data_offset=128)
+        try:
+            EpochOrder([header], 0, 10**13, seed=0, window_rows=1000)
+        except InvalidArgumentError as exc:
+            print("refused", "blocks" in str(exc), time.time() < 10**12)
+        """)
+    assert outcome == "refused True True", outcome
