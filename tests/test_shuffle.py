@@ -70,14 +70,14 @@ def collection(tmp_path_factory) -> tuple[EmbeddingReader, int]:
     return EmbeddingReader(str(folder)), total
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 2**64),
-    bounds=st.tuples(st.integers(0, 5184), st.integers(0, 5184)).map(sorted),
+    bounds=st.tuples(st.integers(0, 5183), st.integers(0, 5183)).map(sorted),
     batch_size=st.integers(1, 3000),
     world_size=st.integers(1, 4),
     budget=st.sampled_from([1, 3000, 40_000, 2**32]),
-    max_piece_size=st.sampled_from([None, 1, 97]),
+    max_piece_size=st.sampled_from([None, 7, 97]),
     parallel=st.sampled_from([None, 1, 3]),
 )
 def test_every_row_of_the_range_once_over_all_ranks(
