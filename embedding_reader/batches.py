@@ -135,7 +135,7 @@ class BatchAssembler:
         self.layout = layout
         self.dimension, self.dtype = dimension, np.dtype(dtype)
         self._arrays: Dict[int, np.ndarray] = {}
-        self._places: Dict[int, np.ndarray] = {}  # per reordered batch: where each row read goes
+        self._orders: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}  # reordered batches: order, each row's place
         self._pool = ArrayPool()
 
     def slot(self, piece: Piece) -> Slot:
@@ -146,26 +146,26 @@ class BatchAssembler:
             array = self._arrays[piece.batch_id] = self._pool.take(shape, self.dtype)
             order = self.layout.order(piece.batch_id)
             if order is not None:
-                self._places[piece.batch_id] = np.argsort(order)
-        places = self._places.get(piece.batch_id)
-        if places is not None:
-            return RowTarget(array, places[piece.batch_start : piece.batch_end])
+                self._orders[piece.batch_id] = order, np.argsort(order)
+        reordered = self._orders.get(piece.batch_id)
+        if reordered is not None:
+            return RowTarget(array, reordered[1][piece.batch_start : piece.batch_end])
         return array[piece.batch_start : piece.batch_end]
 
     def complete(self, batch_id: int, metas: Sequence[Optional[pd.DataFrame]]) -> Tuple[np.ndarray, pd.DataFrame]:
         """Hand over a finished batch: its array and a DataFrame of its meta columns plus global index `i`."""
         array = self._arrays.pop(batch_id)
         meta = _batch_meta(metas, self.layout.index(batch_id))
-        order = self.layout.order(batch_id) if self._places.pop(batch_id, None) is not None else None
-        if order is not None:
-            meta = meta.take(order).reset_index(drop=True)
+        reordered = self._orders.pop(batch_id, None)
+        if reordered is not None:
+            meta = meta.take(reordered[0]).reset_index(drop=True)
         self._pool.handed_out(array)
         return array, meta
 
     def discard(self) -> None:
         """Drop every unfinished batch (after an error or an early stop)."""
         self._arrays.clear()
-        self._places.clear()
+        self._orders.clear()
         self._pool.clear()
 
 

@@ -1,7 +1,7 @@
 """Shuffled batches: the windows of an epoch's order (shuffle_order.py), read by the pipeline, cut into batches.
 
-A window holds a whole number of batches. Its pieces are read into small buffers scattered to their rows'
-places in the window (batches.py), so that a window arrives already permuted and its batches are views of it.
+A window holds a whole number of batches. Its pieces are read into their rows' places in the window (a RowTarget,
+batches.py), so that a window arrives already permuted and its batches are views of it.
 A read that resumes at batch k starts at the window holding it. With remainder="pad" the last batch is completed
 with the share's first rows, as torch's DistributedSampler does.
 """
@@ -97,7 +97,6 @@ class BatchPlan:
         batches = {"keep": -(-order.rows // batch_size), "drop": shortest // batch_size}.get(
             remainder, -(-longest // batch_size)
         )
-        start_batch = check_int("start_batch", start_batch, 0)
         if start_batch > batches:
             raise InvalidArgumentError(f"start_batch={start_batch} is past the {batches} batches of this share")
         real_end = min(order.rows, batches * batch_size)

@@ -56,11 +56,6 @@ class EpochOrder:
         """Rows in this rank's share."""
         return self.share_end - self.share_first
 
-    @property
-    def windows(self) -> int:
-        """Windows the share is read in."""
-        return -(-self.rows // self.window_rows)
-
     def window_length(self, window: int) -> int:
         """Rows of a window (the last one may be short)."""
         return min(self.window_rows, self.rows - window * self.window_rows)
