@@ -102,6 +102,21 @@ def test_every_format_row_for_row(tmp_path, file_format):
     assert sizes == [9] * 6 + [8] and indices == list(range(31, 93))
 
 
+@pytest.mark.parametrize("file_format", ALL)
+@pytest.mark.parametrize("output_dtype", [None, np.float32])
+def test_every_format_shuffled(tmp_path, file_format, output_dtype):
+    """A shuffled read over files and an empty one, start/end: each row of the range once, equal to the row its index
+    names; the same order whatever the pieces."""
+    expected = write_collection(tmp_path, file_format)
+    reader = EmbeddingReader(str(tmp_path), file_format=file_format)
+    options = dict(shuffle=True, seed=5, start=3, end=97, output_dtype=output_dtype)
+    embeddings, sizes, indices = read(reader, 10, max_piece_size=7, **options)
+    assert sorted(indices) == list(range(3, 97)) and indices != sorted(indices) and sizes == [10] * 9 + [4]
+    want = expected[indices] if output_dtype is None else expected[indices].astype(output_dtype)
+    np.testing.assert_array_equal(embeddings, want)
+    assert read(reader, 10, max_piece_size=40, **options)[2] == indices
+
+
 @pytest.mark.parametrize("file_format", ["fvecs", "bvecs", "u8bin"])
 def test_local_reads_through_small_blocks(tmp_path, file_format):
     """A piece larger than the 2 MB side buffer (vecs) or the cast buffer (bin) is read block after block."""

@@ -87,6 +87,21 @@ def test_chunked_dataset_chunk_by_chunk(collections):
     np.testing.assert_array_equal(read(reader, 9, start=33, end=100), expected["chunked"][33:100].astype(np.float32))
 
 
+@pytest.mark.parametrize("options", [{}, {"chunks": (32, DIM)}, {"chunks": (7, DIM), "compression": "gzip"}])
+@pytest.mark.parametrize("output_dtype", [np.float32, np.float64])
+def test_shuffled_reads_row_for_row(tmp_path, options, output_dtype):
+    """Shuffled reads of contiguous and chunked datasets: each row once, equal to the row its index names (a chunked
+    dataset's rows are not at a byte range of the file: they must not be read as npy's are)."""
+    train = rows(300, 6)
+    write_ann_file(tmp_path / "a.hdf5", train, rows(3, 7), **options)
+    reader = EmbeddingReader(str(tmp_path), file_format="hdf5")
+    batches = list(reader(40, shuffle=True, seed=3, show_progress=False, output_dtype=output_dtype, max_piece_size=50))
+    embeddings = np.concatenate([batch for batch, _ in batches])
+    index = np.concatenate([meta["i"].to_numpy() for _, meta in batches])
+    assert sorted(index.tolist()) == list(range(300)) and index.tolist() != list(range(300))
+    np.testing.assert_array_equal(embeddings, train[index].astype(output_dtype))
+
+
 def test_over_http(collections, http_server_factory):
     root, expected = collections
     base = http_server_factory(root).url

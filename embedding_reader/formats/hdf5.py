@@ -17,6 +17,8 @@ from ..header import FileHeader
 from ..pieces import Piece
 from ..retry import call_with_retries
 from ..storage import FileEntry, redact
+from ..batches import RowTarget
+from .base import Format
 from .checks import Checks, Survey
 from .npy import NpyFormat, check_shape
 
@@ -87,6 +89,15 @@ class Hdf5Format(NpyFormat):
         self.storage.check_unchanged(header.path)
         self._with_file(header.path, lambda file: _read_rows(file[self.hdf5_dataset], piece, out), cancel)
         return None
+
+    def read_piece_into_rows(
+        self, piece: Piece, header: FileHeader, target: RowTarget, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        """Contiguous: as npy; chunked: through h5py into a side buffer, then to the rows' places (a chunked dataset's
+        rows are not at a byte range of the file, so npy's straight reads must not be used)."""
+        if not header.units:
+            return super().read_piece_into_rows(piece, header, target, cancel)
+        return Format.read_piece_into_rows(self, piece, header, target, cancel)
 
     def _with_file(self, path: str, action: Any, cancel: Optional[threading.Event] = None) -> Any:
         """action(h5py file), the file opened through fsspec; retried remotely, an unreadable file refused."""
