@@ -11,13 +11,13 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..batches import RowTarget
 from ..casts import cast_into
 from ..errors import CorruptFileError, InvalidArgumentError, MissingColumnError, UnsupportedFileError
 from ..header import FileHeader
 from ..pieces import Piece
 from ..retry import call_with_retries
 from ..storage import FileEntry, redact
-from ..batches import RowTarget
 from .base import Format
 from .checks import Checks, Survey
 from .npy import NpyFormat, check_shape
