@@ -195,8 +195,11 @@ def test_parquet_npy_meta_follows_its_rows(tmp_path):
     reader = EmbeddingReader(
         str(tmp_path / "emb"), file_format="parquet_npy", metadata_folder=str(tmp_path / "meta"), meta_columns="id"
     )
-    batches = read_all(reader, 100, shuffle=True, seed=1, output_dtype=np.float64)
-    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(sum(counts)))
+    for output_dtype in (np.float32, np.float64):  # rows read straight to their places, and through a cast
+        metas = [meta for _, meta in reader(100, shuffle=True, seed=1, output_dtype=output_dtype, show_progress=False)]
+        assert all(list(meta.columns) == ["id", "i"] for meta in metas)
+        batches = read_all(reader, 100, shuffle=True, seed=1, output_dtype=output_dtype)
+        np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(sum(counts)))
 
 
 def test_over_http(collection, http_server_factory, tmp_path):

@@ -165,7 +165,7 @@ class NpyFormat(Format):
         self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
     ) -> Optional[pd.DataFrame]:
         self.read_rows(header, piece.piece_start, out, cancel)
-        return None
+        return self.read_piece_meta(piece, header, cancel)
 
     def read_rows(
         self, header: FileHeader, first_row: int, out: np.ndarray, cancel: Optional[threading.Event] = None
@@ -193,7 +193,7 @@ class NpyFormat(Format):
             rows = memoryview(target.array).cast("B")  # type: ignore[arg-type]
             views = [rows[row * header.row_bytes : (row + count) * header.row_bytes] for _, row, count in target.runs()]
             self.storage.read_scattered(header.path, offset, views)
-            return None
+            return self.read_piece_meta(piece, header, cancel)
         stored_bytes = piece.rows * header.row_bytes
         out_bytes = (
             0 if target.array.dtype == header.numpy_dtype else piece.rows * header.dimension * target.array.itemsize
@@ -202,6 +202,12 @@ class NpyFormat(Format):
             stored = raw.view(header.numpy_dtype).reshape(piece.rows, header.dimension)
             self.read_rows(header, piece.piece_start, stored, cancel)
             target.place(stored, spare)
+        return self.read_piece_meta(piece, header, cancel)
+
+    def read_piece_meta(
+        self, piece: Piece, header: FileHeader, cancel: Optional[threading.Event] = None
+    ) -> Optional[pd.DataFrame]:
+        """The piece's meta columns: none in npy files (parquet_npy reads them from its parquet files)."""
         return None
 
     def _read_cast_in_blocks(

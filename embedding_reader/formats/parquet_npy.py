@@ -13,7 +13,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -103,10 +102,10 @@ class ParquetNpyFormat(NpyFormat):
     def read_finished(self) -> None:
         self.parquet.drop_shared()
 
-    def read_piece(
-        self, piece: Piece, header: FileHeader, out: np.ndarray, cancel: Optional[threading.Event] = None
+    def read_piece_meta(
+        self, piece: Piece, header: FileHeader, cancel: Optional[threading.Event] = None
     ) -> Optional[pd.DataFrame]:
-        self.read_rows(header, piece.piece_start, out, cancel)
+        """The piece's meta columns, from its paired parquet file."""
         if not self.meta_columns:
             return None
         assert header.parquet is not None
