@@ -138,10 +138,12 @@ class BatchCutter:
         first_window = plan.first_batch // per_window
         stream = windows(first_window)
         try:
-            for window, (rows, meta) in enumerate(stream, first_window):
+            window = first_window
+            for rows, meta in stream:  # not enumerate: it would hold the last window until the next one is read
                 yield from self._window_batches(window, rows, meta, per_window)
-                del rows, meta
-                if (window + 1) * per_window >= plan.batches:
+                del rows, meta  # so that the batch pool can reuse the window's array for the one after next
+                window += 1
+                if window * per_window >= plan.batches:
                     break
         finally:
             _close(stream)

@@ -228,6 +228,18 @@ def test_on_s3(moto_s3, tmp_path):
     assert sum(map(len, batches)) == total // 2
 
 
+def test_windows_are_recycled_once_dropped(collection):
+    """With windows of one batch and a loop that drops each batch, two window arrays serve the whole read: the one
+    being cut and the one being read (a third would be fresh memory, whose first touches at random places are slow)."""
+    reader, total = collection
+    owners = []
+    for emb, meta in reader(500, shuffle=True, seed=2, max_ram_usage_in_bytes=30_000, show_progress=False):
+        check_rows(emb, meta)
+        owners.append((emb.base if emb.base is not None else emb).__array_interface__["data"][0])
+        del emb, meta
+    assert len(owners) == -(-total // 500) and len(set(owners)) <= 2, owners
+
+
 def test_an_early_stop_ends_the_threads(collection):
     reader, _ = collection
     batches = reader(100, shuffle=True, seed=0, max_ram_usage_in_bytes=10_000, show_progress=False)
