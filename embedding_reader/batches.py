@@ -3,7 +3,7 @@
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Deque, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -66,13 +66,14 @@ class RowTarget:
     array: np.ndarray
     rows: np.ndarray
 
-    def runs(self) -> Iterator[Tuple[int, int, int]]:
-        """(first piece row, first batch row, rows) of each run of consecutive destination rows."""
-        breaks = np.flatnonzero(np.diff(self.rows) != 1) + 1
-        starts = np.concatenate(([0], breaks)).tolist()
-        ends = np.concatenate((breaks, [len(self.rows)])).tolist()
-        for first, end in zip(starts, ends):
-            yield first, int(self.rows[first]), end - first
+    def runs(self) -> Tuple[List[int], List[int], List[int]]:
+        """The runs of consecutive destination rows: their first piece rows, first batch rows and row counts."""
+        if not len(self.rows):
+            return [], [], []
+        breaks = np.flatnonzero(self.rows[1:] - self.rows[:-1] != 1) + 1
+        starts = np.concatenate(([0], breaks))
+        counts = np.concatenate((breaks, [len(self.rows)])) - starts
+        return starts.tolist(), self.rows[starts].tolist(), counts.tolist()
 
     def place(self, values: np.ndarray, spare: Optional[np.ndarray] = None) -> None:
         """Copy the piece's rows to their places, a run at a time; values of another dtype are cast first, in one
@@ -83,7 +84,7 @@ class RowTarget:
             )
             cast_into(converted, values)
             values = converted
-        for first, row, count in self.runs():
+        for first, row, count in zip(*self.runs()):
             self.array[row : row + count] = values[first : first + count]
 
 

@@ -296,8 +296,8 @@ class EmbeddingReader:
         parallel: List[int] = []
 
         def cost(piece: Piece) -> int:  # a piece's rows may pass through a side buffer on their way to their places
-            side_row_bytes = row_bytes + self.headers[piece.file_index].row_bytes  # stored rows, then cast
-            return self._piece_cost(piece, out_dtype) + piece.rows * side_row_bytes
+            placement = self._format.placement_bytes(piece, self.headers[piece.file_index], out_dtype)
+            return self._piece_cost(piece, out_dtype) + placement
 
         def windows(first_window: int) -> Iterator[Batch]:
             first = first_window * window_rows

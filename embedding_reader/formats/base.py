@@ -72,6 +72,11 @@ class Format(ABC):
             target.place(rows)
         return meta
 
+    def placement_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
+        """Memory a shuffled read's piece needs beyond transient_bytes on its way to its rows' places: the side
+        buffer read_piece_into_rows reads it into."""
+        return piece.rows * header.dimension * out_dtype.itemsize
+
     def read_finished(self) -> None:
         """A read ended (done, stopped or failed): drop what its pieces shared, so the reader holds nothing."""
         return None  # npy pieces share nothing

@@ -99,6 +99,11 @@ class Hdf5Format(NpyFormat):
             return super().read_piece_into_rows(piece, header, target, cancel)
         return Format.read_piece_into_rows(self, piece, header, target, cancel)
 
+    def placement_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
+        if not header.units:
+            return super().placement_bytes(piece, header, out_dtype)
+        return Format.placement_bytes(self, piece, header, out_dtype)
+
     def _with_file(self, path: str, action: Any, cancel: Optional[threading.Event] = None) -> Any:
         """action(h5py file), the file opened through fsspec; retried remotely, an unreadable file refused."""
         h5py = _h5py()

@@ -189,9 +189,11 @@ class NpyFormat(Format):
         """Local rows of the stored dtype go straight to their places (one preadv per piece); other rows are read
         as stored into a side buffer, then cast to their places (one pass, as a sequential read's cast)."""
         offset = header.data_offset + piece.piece_start * header.row_bytes
-        if self.storage.scatters and target.array.dtype == header.numpy_dtype and not offset % ALIGNMENT:
+        if self._reads_into_places(piece, header, target.array.dtype):
             rows = memoryview(target.array).cast("B")  # type: ignore[arg-type]
-            views = [rows[row * header.row_bytes : (row + count) * header.row_bytes] for _, row, count in target.runs()]
+            _, places, counts = target.runs()
+            row_bytes = header.row_bytes
+            views = [rows[place * row_bytes : (place + count) * row_bytes] for place, count in zip(places, counts)]
             self.storage.read_scattered(header.path, offset, views)
             return self.read_piece_meta(piece, header, cancel)
         stored_bytes = piece.rows * header.row_bytes
@@ -203,6 +205,18 @@ class NpyFormat(Format):
             self.read_rows(header, piece.piece_start, stored, cancel)
             target.place(stored, spare)
         return self.read_piece_meta(piece, header, cancel)
+
+    def _reads_into_places(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> bool:
+        """Whether the piece's rows go straight to their places (local, stored dtype, from a cache line)."""
+        offset = header.data_offset + piece.piece_start * header.row_bytes
+        return self.storage.scatters and out_dtype == header.numpy_dtype and not offset % ALIGNMENT
+
+    def placement_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
+        """None straight to the places; else the side buffer of the stored rows, and one of the cast rows."""
+        if self._reads_into_places(piece, header, out_dtype):
+            return 0
+        cast = 0 if out_dtype == header.numpy_dtype else piece.rows * header.dimension * out_dtype.itemsize
+        return piece.rows * header.row_bytes + cast
 
     def read_piece_meta(
         self, piece: Piece, header: FileHeader, cancel: Optional[threading.Event] = None
