@@ -147,7 +147,7 @@ class BatchAssembler:
             array = self._arrays[piece.batch_id] = self._pool.take(shape, self.dtype)
             order = self.layout.order(piece.batch_id)
             if order is not None:
-                self._orders[piece.batch_id] = order, np.argsort(order)
+                self._orders[piece.batch_id] = order, inverse_permutation(order)
         reordered = self._orders.get(piece.batch_id)
         if reordered is not None:
             return RowTarget(array, reordered[1][piece.batch_start : piece.batch_end])
@@ -168,6 +168,13 @@ class BatchAssembler:
         self._arrays.clear()
         self._orders.clear()
         self._pool.clear()
+
+
+def inverse_permutation(order: np.ndarray) -> np.ndarray:
+    """Where each row of a permutation goes: places[order[q]] = q (one scatter, not a sort)."""
+    places = np.empty_like(order)
+    places[order] = np.arange(len(order), dtype=order.dtype)
+    return places
 
 
 def _batch_meta(metas: Sequence[Optional[pd.DataFrame]], index: np.ndarray) -> pd.DataFrame:
