@@ -75,19 +75,25 @@ def compare(name: str, url: str, fmt: str, rounds: int) -> dict[str, object]:
     return {"case": name, "sequential": seq, "shuffled": shuf, "ratio": shuf / seq, "rss": rss}
 
 
-def mixing() -> tuple[float, float, float]:
-    """Distinct files per 10,000-row batch over 100 files of 2,000 rows (file k labelled k): shuffled (least and
-    mean) and a perfect shuffle's mean."""
+def mixing(rows_per_file: int, dim: int) -> tuple[float, float, float]:
+    """Distinct files per 10,000-row batch over 100 files of `rows_per_file` float32 rows (file k labelled k), under
+    the default budget: shuffled (least and mean) and a perfect shuffle's mean."""
     from embedding_reader import EmbeddingReader
 
     with tempfile.TemporaryDirectory() as folder:
         for k in range(100):
-            np.save(f"{folder}/{k:03d}.npy", np.full((2000, 8), k, np.float32))
+            np.save(f"{folder}/{k:03d}.npy", np.full((rows_per_file, dim), k, np.float32))
         reader = EmbeddingReader(folder)
         files = [len(np.unique(emb[:, 0])) for emb, _ in reader(10_000, shuffle=True, seed=0, show_progress=False)]
-    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(100), 2000))
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(100), rows_per_file))
     perfect = [len(np.unique(labels[k : k + 10_000])) for k in range(0, len(labels), 10_000)]
     return min(files), statistics.mean(files), statistics.mean(perfect)
+
+
+MIXING_CASES = {  # name: rows per file, dimension
+    "small files (100 x 2,000 rows x 8, 64 KB each: blocks are whole files)": (2_000, 8),
+    "large files (100 x 10,240 rows x 256, 10 MB each; a 256 MB window holds 128 blocks of 2 MB)": (10_240, 256),
+}
 
 
 def main() -> None:
@@ -118,7 +124,7 @@ def main() -> None:
     with remote.http(npy.root, [f"embeddings/{name}" for name in npy.embedding_files]) as server:
         results.append(compare("http npy f32 (loopback)", server.folder_url, "npy", args.rounds))
         print(results[-1], flush=True)
-    least, mean, perfect = mixing()
+    mixes = {name: mixing(*shape) for name, shape in MIXING_CASES.items()}
     print(f"\n## Shuffled against sequential reads ({started}, load {os.getloadavg()[0]:.1f}, {args.rounds} rounds)\n")
     print("| case | sequential GB/s | shuffled GB/s | shuffled / sequential | peak RSS seq / shuffled MB |")
     print("|---|---|---|---|---|")
@@ -129,8 +135,11 @@ def main() -> None:
             f"| {row['case']} | {row['sequential']:.2f} | {row['shuffled']:.2f} | {row['ratio']:.0%} "
             f"| {rss[False]:.0f} / {rss[True]:.0f} |"
         )
-    print(f"\nMixing: distinct files in a 10,000-row batch of 100 labelled files: shuffled {mean:.1f} (least {least}),")
-    print(f"a perfect shuffle {perfect:.1f}, sequential 5.")
+    print("\nMixing: distinct files in a 10,000-row batch of 100 labelled files (a sequential read: 1 to 5)\n")
+    print("| collection | shuffled, mean (least) | perfect shuffle |")
+    print("|---|---|---|")
+    for name, (least, mean, perfect) in mixes.items():
+        print(f"| {name} | {mean:.1f} ({least}) | {perfect:.1f} |")
 
 
 if __name__ == "__main__":
