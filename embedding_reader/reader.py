@@ -290,9 +290,10 @@ class EmbeddingReader:
             options.rank,
             options.world_size,
             run_rows_for(batch_size),
+            batch_size,
         )
         plan = BatchPlan.of(order, end - start, batch_size, options.start_batch, options.remainder)
-        pipeline_budget = max(1, budget - window_rows * row_bytes)
+        pipeline_budget = max(1, budget - order.window_rows * row_bytes)
         parallel: List[int] = []
 
         def cost(piece: Piece) -> int:  # a piece's rows may pass through a side buffer on their way to their places
@@ -300,9 +301,9 @@ class EmbeddingReader:
             return self._piece_cost(piece, out_dtype) + placement
 
         def windows(first_window: int) -> Iterator[Batch]:
-            first = first_window * window_rows
+            first = first_window * order.window_rows
             pieces = place_segments(
-                self.headers, order.segments(first, order.rows), window_rows, piece_rows, order.rows, first
+                self.headers, order.segments(first, order.rows), order.window_rows, piece_rows, order.rows, first
             )
             if not parallel:
                 sample = list(islice(pieces, COST_SAMPLE_PIECES))

@@ -1,7 +1,6 @@
 """The order of a shuffled epoch: blocks of rows permuted across the range, shared out to ranks, cut into windows.
 
-The range [start, end) is cut into blocks: runs of rows of one file, a BLOCKS_PER_WINDOW-th of a window each (a
-parquet file's row groups).
+The range [start, end) is cut into blocks: runs of about BLOCK_BYTES of one file (a parquet file's row groups).
 The blocks, permuted by the seed, make the epoch's sequence of rows; rank r of world_size takes positions
 [r * rows // world_size, (r + 1) * rows // world_size) of it; each rank's share is read a window of rows at a
 time, and the rows of a window are permuted again before they are cut into batches. The order depends on the
@@ -17,9 +16,8 @@ import numpy as np
 from .errors import InvalidArgumentError
 from .header import FileHeader
 
-BLOCKS_PER_WINDOW = 128  # a window holds this many blocks (or more), so that each batch draws from as many places
-MIN_BLOCK_BYTES, MAX_BLOCK_BYTES = 2**18, 2**22  # ... each read as one piece: no smaller, for a fast read
-MAX_BLOCKS = 2**27  # the order holds 3 integers per block: 3 GB for 128 Mi blocks (32 TiB of rows of 256 KB blocks)
+BLOCK_BYTES = 2**21  # a block is read as one piece: large enough for a fast read; a 256 MB window holds 128 of them
+MAX_BLOCKS = 2**27  # the order holds 3 integers per block: 3 GB for 128 Mi blocks (256 TiB of rows of 2 MB blocks)
 MAX_RUN_ROWS = 16  # a window's rows are permuted in runs of consecutive rows: far faster to place than single rows
 RUNS_PER_BATCH = 64  # ... and a batch gathers at least this many runs (or single rows), from all over its window
 BLOCK_STREAM, WINDOW_STREAM = 0, 1  # the two uses of a seed: the blocks' order, the rows' order in a window
@@ -38,10 +36,11 @@ class EpochOrder:
         rank: int = 0,
         world_size: int = 1,
         run_rows: int = 1,
+        batch_size: int = 1,
     ):
-        self.seed, self.window_rows, self.rank, self.world_size = seed, window_rows, rank, world_size
-        self.run_rows = run_rows
-        cuts = block_cuts(headers, start, end, window_rows)
+        """`window_rows`: the most a window may hold, a multiple of `batch_size` (windows hold whole batches)."""
+        self.seed, self.rank, self.world_size, self.run_rows = seed, rank, world_size, run_rows
+        cuts = block_cuts(headers, start, end)  # the same on every rank, whatever its budget or batch size
         lengths = np.diff(cuts)
         order = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, BLOCK_STREAM]))).permutation(
             len(lengths)
@@ -52,6 +51,7 @@ class EpochOrder:
         del cuts, lengths, order  # 3 arrays of a block each are kept: 24 bytes a block
         rows = end - start
         self.share_first, self.share_end = rank * rows // world_size, (rank + 1) * rows // world_size
+        self.window_rows = balanced_window_rows(self.rows, window_rows, batch_size)
 
     @property
     def rows(self) -> int:
@@ -96,22 +96,23 @@ def consecutive_runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return runs
 
 
+def balanced_window_rows(rows: int, most: int, batch_size: int) -> int:
+    """Rows of a window: as many windows as windows of `most` rows would take, made about equal in whole batches, so
+    that the last one is never a small window, whose batches would draw from few blocks."""
+    windows = max(1, -(-rows // most))
+    return batch_size * max(1, -(-rows // (windows * batch_size)))
+
+
 def run_rows_for(batch_size: int) -> int:
     """Rows of a run: MAX_RUN_ROWS, fewer for batches of under RUNS_PER_BATCH runs."""
     return max(1, min(MAX_RUN_ROWS, batch_size // RUNS_PER_BATCH))
 
 
-def block_rows_for(window_rows: int, row_bytes: int) -> int:
-    """Rows of a block: a BLOCKS_PER_WINDOW-th of a window, as rows of MIN_BLOCK_BYTES to MAX_BLOCK_BYTES."""
-    smallest, largest = max(1, MIN_BLOCK_BYTES // row_bytes), max(1, MAX_BLOCK_BYTES // row_bytes)
-    return min(largest, max(smallest, window_rows // BLOCKS_PER_WINDOW))
-
-
-def block_cuts(headers: Sequence[FileHeader], start: int, end: int, window_rows: int) -> np.ndarray:
+def block_cuts(headers: Sequence[FileHeader], start: int, end: int) -> np.ndarray:
     """The sorted global row numbers where blocks of [start, end) begin, then `end`: every file's start, its row
-    groups' starts or every block's rows (block_rows_for), clipped to the range."""
+    groups' starts or every BLOCK_BYTES of rows, clipped to the range."""
     file_starts = [0, *accumulate(header.count for header in headers)]
-    check_block_count(headers, file_starts, start, end, window_rows)
+    check_block_count(headers, file_starts, start, end)
     cuts: List[np.ndarray] = [np.array([start, end], dtype=np.int64)]
     for header, file_start in zip(headers, file_starts):
         if file_start + header.count <= start or file_start >= end:
@@ -119,22 +120,19 @@ def block_cuts(headers: Sequence[FileHeader], start: int, end: int, window_rows:
         if header.units:
             inner = np.cumsum(np.asarray(header.units[:-1], dtype=np.int64))
         else:
-            inner = np.arange(0, header.count, block_rows_for(window_rows, header.row_bytes), dtype=np.int64)
+            inner = np.arange(0, header.count, max(1, BLOCK_BYTES // header.row_bytes), dtype=np.int64)
         cuts.append(file_start + inner)
     every = np.unique(np.concatenate(cuts))
     return every[(every >= start) & (every <= end)]
 
 
-def check_block_count(
-    headers: Sequence[FileHeader], file_starts: Sequence[int], start: int, end: int, window_rows: int
-) -> None:
+def check_block_count(headers: Sequence[FileHeader], file_starts: Sequence[int], start: int, end: int) -> None:
     """Refuse an order of more than MAX_BLOCKS blocks (files claiming absurd row counts) before building it."""
     blocks = 0
     for header, file_start in zip(headers, file_starts):
         rows = min(end, file_start + header.count) - max(start, file_start)
         if rows > 0:
-            block_rows = block_rows_for(window_rows, header.row_bytes)
-            blocks += len(header.units) if header.units else -(-rows // block_rows) + 1
+            blocks += len(header.units) if header.units else -(-rows // max(1, BLOCK_BYTES // header.row_bytes)) + 1
     if blocks > MAX_BLOCKS:
         raise InvalidArgumentError(
             f"shuffle=True over rows [{start}, {end}): {blocks:,} blocks, more than {MAX_BLOCKS:,} "

@@ -141,6 +141,30 @@ def test_batches_mix_rows_from_across_the_collection(tmp_path):
     assert min(shuffled) >= 95 and max(sequential) <= 6, (shuffled, sequential)
 
 
+def test_ranks_may_differ_in_budget_and_batch_size(tmp_path):
+    """The epoch's sequence, which ranks share out, depends on the seed and the files only: ranks reading with other
+    budgets, batch sizes and output dtypes still cover the range exactly once."""
+    total = write_npy(tmp_path / "npy", [70_000, 45_000, 90_000])  # 16-byte rows: files of 1.1 to 1.4 MB
+    reader = EmbeddingReader(str(tmp_path / "npy"))
+    options = [(100, 30_000, np.float32), (333, 10**9, np.float64), (4096, 2_000_000, np.float32)]
+    seen = []
+    for rank, (batch_size, budget, dtype) in enumerate(options):
+        kwargs = dict(rank=rank, world_size=3, max_ram_usage_in_bytes=budget, output_dtype=dtype)
+        seen += read_all(reader, batch_size, shuffle=True, seed=4, **kwargs)
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(total))
+
+
+def test_the_last_window_mixes_as_well_as_the_others(tmp_path):
+    """Windows are made about equal: 200,000 rows in windows of at most 90,000 are read as three of 70,000 (35 files
+    each), not 90,000 + 90,000 + 20,000, whose last two batches would hold rows of 10 files only."""
+    write_npy(tmp_path / "labelled", [2000] * 100)
+    reader = EmbeddingReader(str(tmp_path / "labelled"))
+    budget = 4_400_000  # a third of it holds 9 batches of 10,000 rows of 16 bytes
+    batches = reader(10_000, shuffle=True, seed=0, show_progress=False, max_ram_usage_in_bytes=budget)
+    files = [len(np.unique(emb[:, 1])) for emb, _ in batches]
+    assert len(files) == 20 and min(files) >= 30, files
+
+
 @pytest.mark.parametrize("remainder", ["keep", "drop", "pad"])
 @pytest.mark.parametrize("world_size", [1, 3])
 def test_resume_gives_the_tail_of_a_full_run(collection, remainder, world_size):
