@@ -479,7 +479,7 @@ def test_patched_files_are_well_formed_otherwise(tmp_path):
 
 
 def test_a_shuffled_read_of_a_huge_claim_is_refused_before_its_order_is_built():
-    """A shuffled epoch's order holds a few integers per 1 MB block: for 10^13 claimed rows (size unknown) that would
+    """A shuffled epoch's order holds a few integers per 2 MB block: for 10^13 claimed rows (size unknown) that would
     be terabytes, so it is refused by name before anything is allocated."""
     outcome = run_limited("""
         from embedding_reader.errors import InvalidArgumentError
