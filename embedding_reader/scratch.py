@@ -14,6 +14,8 @@ MAPPED_BYTES = 256 * 1024  # smaller buffers come from the allocator: what it ke
 MAX_IDLE = 4  # buffers a read keeps between pieces ...
 MAX_IDLE_BYTES = 64 * 2**20  # ... and their bytes at most (the newest are kept)
 SLACK = 8  # a kept buffer serves a request of at least 1/SLACK less, so the budget's count stays within 1/SLACK
+HUGE_PAGE = 2 * 2**20  # buffers from this size on are advised into huge pages (Linux)
+HUGE_PAGE_ADVICE: Optional[int] = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 class ScratchPool:
@@ -44,10 +46,15 @@ class ScratchPool:
 
 
 def allocate(nbytes: int) -> np.ndarray:
-    """A new uint8 buffer: a private anonymous map from MAPPED_BYTES on (unmapped when the last view goes)."""
+    """A new uint8 buffer: a private anonymous map from MAPPED_BYTES on (unmapped when the last view goes), in huge
+    pages where the system offers them. mmap's default, a shared map, is shared memory: small pages only, whose first
+    touches cost several times more."""
     if nbytes < MAPPED_BYTES:
         return np.empty(nbytes, dtype=np.uint8)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8)
+    mapped = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if nbytes >= HUGE_PAGE and HUGE_PAGE_ADVICE is not None:
+        mapped.madvise(HUGE_PAGE_ADVICE)
+    return np.frombuffer(mapped, dtype=np.uint8)
 
 
 _POOLS: "weakref.WeakKeyDictionary[object, ScratchPool]" = weakref.WeakKeyDictionary()
