@@ -5,7 +5,9 @@ uint8 rows of dimension 128 as u8bin and as npy, float32 rows of dimension 128 a
 processes, several rounds in alternating order, after one untimed read of every file (page cache warm), it times:
 
 - u8:  EmbeddingReader(u8bin, output_dtype=None), EmbeddingReader(npy uint8), numpy.memmap of the u8bin + copy;
-- f32: EmbeddingReader(fvecs), EmbeddingReader(npy float32), numpy.memmap of the fvecs as (n, 129) + copy of 1:.
+- f32: EmbeddingReader(fvecs), EmbeddingReader(npy float32), numpy.memmap of the fvecs as (n, 129) + copy of 1:,
+  and the one single copy of fvecs rows without a memory map (which a truncated file turns into SIGBUS): os-level
+  preadv with two iovecs a row, the prefix to a small array and the values to the batch (ctypes, one thread).
 
 GB/s are the stored embedding bytes (rows x 128 x itemsize, the same for every case of a group) over the wall time
 of the child process's read (reader construction included, interpreter start and imports excluded). `--old PATH`
@@ -51,6 +53,33 @@ if kind == "reader":
         rows += len(batch)
         sample += float(batch[::997].sum(dtype=np.float64))
         del batch
+elif kind == "rowiov":  # the one single-copy read of fvecs without mmap: each row's prefix and values as 2 iovecs
+    import ctypes, os
+    (name,) = [n for n in os.listdir(path) if not n.startswith(".")]
+    file = os.path.join(path, name)
+    dim = int(np.fromfile(file, dtype="<i4", count=1)[0])
+    row_bytes, iov_rows = 4 + 4 * dim, 512  # IOV_MAX is 1024
+    count = os.path.getsize(file) // row_bytes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.preadv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_long]
+    libc.preadv.restype = ctypes.c_ssize_t
+    descriptor = os.open(file, os.O_RDONLY)
+    outs = [np.empty((rows_per_batch, dim), dtype=np.float32) for _ in range(2)]
+    prefixes, iov = np.empty(iov_rows, dtype="<i4"), np.empty((iov_rows, 2, 2), dtype=np.uint64)
+    iov[:, 0, 1], iov[:, 1, 1] = 4, 4 * dim
+    rows = 0
+    for k, first in enumerate(range(0, count, rows_per_batch)):
+        n = min(rows_per_batch, count - first)
+        batch = outs[k % 2][:n]
+        for at in range(0, n, iov_rows):
+            m = min(iov_rows, n - at)
+            j = np.arange(m, dtype=np.uint64)
+            iov[:m, 0, 0] = prefixes.ctypes.data + 4 * j
+            iov[:m, 1, 0] = batch.ctypes.data + (at + j) * (4 * dim)
+            got = libc.preadv(descriptor, iov.ctypes.data, 2 * m, (first + at) * row_bytes)
+            assert got == m * row_bytes and (prefixes[:m] == dim).all()
+        rows += n
+        sample += float(batch[::997].sum(dtype=np.float64))
 else:
     import os
     (name,) = [n for n in os.listdir(path) if not n.startswith(".")]
@@ -84,6 +113,7 @@ CASES = {
     "fvecs reader": ("f32", "reader", "fvecs", "fvecs"),
     "npy f32 reader": ("f32", "reader", "npy_f32", "npy_f32"),
     "fvecs memmap": ("f32", "memmap", "fvecs", "fvecs"),
+    "fvecs preadv per row (1 thread)": ("f32", "rowiov", "fvecs", "fvecs"),
 }
 ITEMSIZE = {"u8": 1, "f32": 4}
 
