@@ -1,9 +1,16 @@
 """Plain values describing a collection's files, as read once from their headers."""
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
+
+
+@functools.lru_cache(maxsize=64)
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a dtype string (a handful of values: made once each)."""
+    return np.dtype(name)
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ class FileHeader:
     @property
     def numpy_dtype(self) -> np.dtype:
         """The stored element type."""
-        return np.dtype(self.dtype)
+        return numpy_dtype(self.dtype)
 
     @property
     def stored_bytes(self) -> int:

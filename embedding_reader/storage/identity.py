@@ -77,7 +77,8 @@ class FileIdentities:
             return
         with self._lock:
             known = self._known.get(path)
-            self._known[path] = identity if known is None else known.merged(identity, where)
+            if known != identity:  # the usual case, the same again, changes nothing
+                self._known[path] = identity if known is None else known.merged(identity, where)
 
     def only(self, paths: Iterable[str]) -> "FileIdentities":
         """A copy that knows only these files (what a task shipped to a worker needs)."""

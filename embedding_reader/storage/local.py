@@ -8,6 +8,7 @@ be such a copy it goes through a small buffer placed half a page away from both 
 reads into first is best placed on the file's own position modulo the page (`page_congruent`).
 """
 
+import ctypes
 import io
 import os
 from typing import Any, Dict, List, NoReturn
@@ -27,7 +28,7 @@ BOUNCE_MIN_BYTES = 4096  # below this the copy is too short to matter
 
 def address(buffer: memoryview) -> int:
     """The address of a writable buffer's first byte."""
-    return int(np.frombuffer(buffer, dtype=np.uint8).ctypes.data)
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
 
 
 def is_aliased(start: int, destination: int) -> bool:
@@ -45,30 +46,40 @@ def page_congruent(buffer: np.ndarray, start: int, nbytes: int) -> np.ndarray:
 def read_into(path: str, start: int, out: memoryview, identities: FileIdentities) -> None:
     """Fill `out` with the file's bytes from `start`; CorruptFileError if the file ends first. Straight into `out`,
     or through a small buffer when that copy would be aliased (see the module)."""
-    with open(path, "rb", buffering=0) as file:
-        identities.observe(path, local_identity(os.fstat(file.fileno())), redact(path))
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        identities.observe(path, local_identity(os.fstat(descriptor)), redact(path))
         if out.nbytes >= BOUNCE_MIN_BYTES and is_aliased(start, address(out)):
-            _read_bounced(file, path, start, out)
+            _read_bounced(descriptor, path, start, out)
             return
-        file.seek(start)
         filled = 0
         while filled < out.nbytes:
-            got = file.readinto(out[filled:])
+            got = _read_at(descriptor, out[filled:], start + filled)
             if not got:
                 _ends_early(path, start, out.nbytes, filled)
             filled += got
+    finally:
+        os.close(descriptor)
 
 
-def _read_bounced(file: io.FileIO, path: str, start: int, out: memoryview) -> None:
+def _read_at(descriptor: int, out: memoryview, position: int) -> int:
+    """Bytes of the file from `position` read into `out`: how many (0 at its end)."""
+    if CAN_SCATTER:
+        return os.preadv(descriptor, [out], position)
+    os.lseek(descriptor, position, os.SEEK_SET)  # Windows: no positioned reads
+    with io.FileIO(descriptor, closefd=False) as file:
+        return file.readinto(out) or 0
+
+
+def _read_bounced(descriptor: int, path: str, start: int, out: memoryview) -> None:
     """read_into through a cache-sized buffer half a page away from both the file's bytes and `out` (modulo the
     page), so neither copy is aliased; numpy's copy into `out` runs without the GIL."""
     destination = np.frombuffer(out, dtype=np.uint8)
     raw = np.empty(min(BOUNCE_BYTES, out.nbytes) + PAGE, dtype=np.uint8)
-    file.seek(start)
     filled = 0
     while filled < out.nbytes:
         bounce = page_congruent(raw, start + filled + PAGE // 2, min(len(raw) - PAGE, out.nbytes - filled))
-        got = file.readinto(bounce.data)
+        got = _read_at(descriptor, bounce.data, start + filled)
         if not got:
             _ends_early(path, start, out.nbytes, filled)
         np.copyto(destination[filled : filled + got], bounce[:got])
