@@ -111,6 +111,26 @@ def test_over_http(collections, http_server_factory):
     np.testing.assert_array_equal(read(chunked, 50, output_dtype=np.float64), expected["chunked"])
 
 
+def test_a_remote_open_failing_as_not_found_is_retried(collections, http_server_factory, monkeypatch):
+    """fsspec's http open reports any failure of its size request as FileNotFoundError: for a file just listed it is
+    a failed request, retried, not a missing file (a permanent error)."""
+    root, expected = collections
+    reader = EmbeddingReader(f"{http_server_factory(root).url}/chunked/c.hdf5", file_format="hdf5",
+                             retry_policy=FAST_RETRIES)  # fmt: skip
+    fs, failures = reader._format.storage.fs, []
+    real_open = fs.open
+
+    def flaky_open(path, *args, **kwargs):
+        if len(failures) < 2:
+            failures.append(path)
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(fs, "open", flaky_open)
+    np.testing.assert_array_equal(read(reader, 50, output_dtype=np.float64), expected["chunked"])
+    assert len(failures) == 2
+
+
 def test_bad_files_and_arguments(tmp_path):
     path = tmp_path / "x.hdf5"
     write_ann_file(path, rows(3, 0), rows(2, 1))

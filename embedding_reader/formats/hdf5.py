@@ -13,7 +13,13 @@ import pandas as pd
 
 from ..batches import RowTarget
 from ..casts import cast_into
-from ..errors import CorruptFileError, InvalidArgumentError, MissingColumnError, UnsupportedFileError
+from ..errors import (
+    CorruptFileError,
+    InvalidArgumentError,
+    MissingColumnError,
+    ShortReadError,
+    UnsupportedFileError,
+)
 from ..header import FileHeader
 from ..pieces import Piece
 from ..retry import call_with_retries
@@ -99,6 +105,16 @@ class Hdf5Format(NpyFormat):
             return super().read_piece_into_rows(piece, header, target, cancel)
         return Format.read_piece_into_rows(self, piece, header, target, cancel)
 
+    def _open(self, path: str) -> Any:
+        """The file through fsspec. Its http open turns every failure of its size request into FileNotFoundError:
+        for a file just listed, remotely, that is a failed request, retried (as Storage.size does)."""
+        try:
+            return self.storage.fs.open(path, "rb")
+        except FileNotFoundError as exc:
+            if self.storage.is_local:
+                raise
+            raise ShortReadError(f"opening {redact(path)}: {type(exc).__name__}: {exc}") from exc
+
     def placement_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         if not header.units:
             return super().placement_bytes(piece, header, out_dtype)
@@ -109,7 +125,7 @@ class Hdf5Format(NpyFormat):
         h5py = _h5py()
 
         def attempt() -> Any:
-            with self.storage.fs.open(path, "rb") as raw:
+            with self._open(path) as raw:
                 try:
                     file = h5py.File(raw, "r")
                 except OSError as exc:
