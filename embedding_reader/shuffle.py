@@ -99,6 +99,11 @@ class BatchPlan:
         )
         if start_batch > batches:
             raise InvalidArgumentError(f"start_batch={start_batch} is past the {batches} batches of this share")
+        if remainder == "pad" and batches and not order.rows:
+            raise InvalidArgumentError(
+                f'remainder="pad": rank {order.rank} of world_size={order.world_size} has no row of the {total} to '
+                "pad with (fewer rows than ranks)"
+            )
         real_end = min(order.rows, batches * batch_size)
         padding = batches * batch_size - real_end if remainder == "pad" else 0
         return cls(batch_size, start_batch, batches, real_end, padding)

@@ -296,6 +296,19 @@ def test_bad_shuffle_arguments_are_refused_by_name(collection, options, named):
         reader(100, show_progress=False, **options)
 
 
+def test_pad_refuses_a_rank_without_rows(tmp_path):
+    """2 rows over 3 ranks: rank 0's share is empty, so it has nothing to pad its batch with: refused by name (it
+    was a RuntimeError from inside a generator); the other ranks pad from their own row."""
+    write_npy(tmp_path / "npy", [2])
+    reader = EmbeddingReader(str(tmp_path / "npy"))
+    options = dict(shuffle=True, seed=0, world_size=3, remainder="pad", show_progress=False)
+    with pytest.raises(InvalidArgumentError, match='remainder="pad": rank 0 of world_size=3'):
+        list(reader(4, rank=0, **options))
+    for rank in (1, 2):
+        ((emb, meta),) = list(reader(4, rank=rank, **options))
+        assert meta["i"].tolist() == [rank - 1] * 4 and len(emb) == 4
+
+
 def test_seed_none_draws_a_fresh_order(collection):
     reader, total = collection
     first, second = (np.concatenate(read_all(reader, 1000, shuffle=True)) for _ in range(2))
