@@ -16,6 +16,8 @@ MAX_IDLE_BYTES = 64 * 2**20  # ... and their bytes at most (the newest are kept)
 SLACK = 8  # a kept buffer serves a request of at least 1/SLACK less, so the budget's count stays within 1/SLACK
 HUGE_PAGE = 2 * 2**20  # buffers from this size on are advised into huge pages (Linux)
 HUGE_PAGE_ADVICE: Optional[int] = getattr(mmap, "MADV_HUGEPAGE", None)
+# POSIX: mmap's default is a shared map; Windows has no flags, and its anonymous maps are private already
+PRIVATE_MAP = {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_PRIVATE") else {}
 
 
 class ScratchPool:
@@ -51,7 +53,7 @@ def allocate(nbytes: int) -> np.ndarray:
     touches cost several times more."""
     if nbytes < MAPPED_BYTES:
         return np.empty(nbytes, dtype=np.uint8)
-    mapped = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    mapped = mmap.mmap(-1, nbytes, **PRIVATE_MAP)
     if nbytes >= HUGE_PAGE and HUGE_PAGE_ADVICE is not None:
         mapped.madvise(HUGE_PAGE_ADVICE)
     return np.frombuffer(mapped, dtype=np.uint8)
