@@ -66,28 +66,28 @@ class RowTarget:
     array: np.ndarray
     rows: np.ndarray
 
-    def runs(self) -> Tuple[List[int], List[int], List[int]]:
-        """The runs of consecutive destination rows: their first piece rows, first batch rows and row counts."""
+    def runs(self) -> Tuple[List[int], List[int]]:
+        """The runs of consecutive destination rows, in piece order: their first batch rows and row counts."""
         if not len(self.rows):
-            return [], [], []
+            return [], []
         breaks = np.flatnonzero(self.rows[1:] - self.rows[:-1] != 1) + 1
         starts = np.concatenate(([0], breaks))
         counts = np.concatenate((breaks, [len(self.rows)])) - starts
-        return starts.tolist(), self.rows[starts].tolist(), counts.tolist()
+        return self.rows[starts].tolist(), counts.tolist()
 
     def place(self, values: np.ndarray, spare: Optional[np.ndarray] = None) -> None:
         """Copy the piece's rows to their places (one fancy assignment); values of another dtype are cast first, in one
         pass, into `spare` (a buffer of at least the piece's bytes in the output dtype)."""
         if values.dtype != self.array.dtype:
             converted = (
-                np.empty(values.shape, self.array.dtype) if spare is None else as_rows(spare, values, self.array)
+                np.empty(values.shape, self.array.dtype) if spare is None else _as_rows(spare, values, self.array)
             )
             cast_into(converted, values)
             values = converted
         self.array[self.rows] = values  # numpy's row-by-row copy in C: faster than a slice assignment per run
 
 
-def as_rows(spare: np.ndarray, values: np.ndarray, array: np.ndarray) -> np.ndarray:
+def _as_rows(spare: np.ndarray, values: np.ndarray, array: np.ndarray) -> np.ndarray:
     """`spare`'s first bytes as rows shaped like `values` of `array`'s dtype."""
     return spare[: values.shape[0] * values.shape[1] * array.itemsize].view(array.dtype).reshape(values.shape)
 

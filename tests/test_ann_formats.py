@@ -428,3 +428,19 @@ def test_local_read_into_every_distance(tmp_path, start, shift):
     np.testing.assert_array_equal(out, data[start:])
     with pytest.raises(CorruptFileError, match="file ends early"):
         local.read_into(str(path), start + 1, out.data, FileIdentities())
+
+
+def test_local_read_scattered_fills_every_view_and_refuses_a_short_file(tmp_path):
+    """storage.local.read_scattered fills its views in order from `start` (more views than one preadv takes); views
+    reaching past the file's end fill what the file holds, then raise CorruptFileError naming the bytes."""
+    data = np.random.default_rng(7).integers(0, 256, 50_000, dtype=np.uint8)
+    path = tmp_path / "bytes"
+    data.tofile(path)
+    out = np.zeros(3000 * 16, dtype=np.uint8)
+    views = [out[k * 16 : (k + 1) * 16].data for k in range(3000)]
+    local.read_scattered(str(path), 100, views, FileIdentities())
+    np.testing.assert_array_equal(out, data[100 : 100 + len(out)])
+    out[:] = 0
+    with pytest.raises(CorruptFileError, match=r"bytes \[49988, 50004\): file ends early, after 12 bytes"):
+        local.read_scattered(str(path), 2020, views, FileIdentities())
+    np.testing.assert_array_equal(out[:47980], data[2020:])

@@ -66,7 +66,7 @@ class Format(ABC):
         """Like read_piece, but row k of the piece goes to row target.rows[k] of target.array (a shuffled read's
         window): read into a side buffer, then copied to its places. Formats that can read into places override it."""
         array = target.array
-        with side_buffer(piece.rows * array.shape[1] * array.itemsize, cancel) as raw:
+        with side_buffer(self.placement_bytes(piece, header, array.dtype), cancel) as raw:
             rows = raw.view(array.dtype).reshape(piece.rows, array.shape[1])
             meta = self.read_piece(piece, header, rows, cancel)
             target.place(rows)

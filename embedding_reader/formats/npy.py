@@ -1,6 +1,5 @@
 """npy: 2-D C-order numeric arrays saved by numpy; headers parsed by numpy's own format module."""
 
-import functools
 import io
 import re
 import threading
@@ -13,7 +12,7 @@ from numpy.lib import format as npy_format
 from ..batches import RowTarget
 from ..casts import cast_into
 from ..errors import CorruptFileError, UnsupportedFileError
-from ..header import FileHeader
+from ..header import FileHeader, numpy_dtype
 from ..pieces import Piece
 from ..scratch import side_buffer
 from ..storage import Storage, redact
@@ -101,14 +100,8 @@ def _numpy_header_fields(path: str, header: bytes) -> Tuple[Tuple[Any, ...], boo
     saved = _SAVED_2D_HEADER.fullmatch(header)
     if saved is not None:
         descr, fortran_order, count, dimension = saved.groups()
-        return (int(count), int(dimension)), fortran_order == b"True", _saved_dtype(descr)
+        return (int(count), int(dimension)), fortran_order == b"True", numpy_dtype(descr.decode())
     return _numpy_parsed_fields(path, header)
-
-
-@functools.lru_cache(maxsize=64)
-def _saved_dtype(descr: bytes) -> np.dtype:
-    """The dtype of an np.save header's descr (a handful of values: made once each)."""
-    return np.dtype(descr.decode())
 
 
 def _numpy_parsed_fields(path: str, header: bytes) -> Tuple[Tuple[Any, ...], bool, np.dtype]:
@@ -191,15 +184,12 @@ class NpyFormat(Format):
         offset = header.data_offset + piece.piece_start * header.row_bytes
         if self._reads_into_places(piece, header, target.array.dtype):
             rows = memoryview(target.array).cast("B")  # type: ignore[arg-type]
-            _, places, counts = target.runs()
+            places, counts = target.runs()
             row_bytes = header.row_bytes
             views = [rows[place * row_bytes : (place + count) * row_bytes] for place, count in zip(places, counts)]
             self.storage.read_scattered(header.path, offset, views)
             return self.read_piece_meta(piece, header, cancel)
-        stored_bytes = piece.rows * header.row_bytes
-        out_bytes = (
-            0 if target.array.dtype == header.numpy_dtype else piece.rows * header.dimension * target.array.itemsize
-        )
+        stored_bytes, out_bytes = self._side_buffers(piece, header, target.array.dtype)
         with side_buffer(stored_bytes, cancel) as raw, side_buffer(out_bytes, cancel) as spare:
             stored = raw.view(header.numpy_dtype).reshape(piece.rows, header.dimension)
             self.read_rows(header, piece.piece_start, stored, cancel)
@@ -213,10 +203,18 @@ class NpyFormat(Format):
 
     def placement_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         """None straight to the places; else the side buffer of the stored rows, and one of the cast rows."""
-        if self._reads_into_places(piece, header, out_dtype):
-            return 0
+        return (
+            0
+            if self._reads_into_places(piece, header, out_dtype)
+            else sum(self._side_buffers(piece, header, out_dtype))
+        )
+
+    @staticmethod
+    def _side_buffers(piece: Piece, header: FileHeader, out_dtype: np.dtype) -> Tuple[int, int]:
+        """Bytes of the side buffers of a piece not read straight to its places: its stored rows, its cast rows (0
+        when it is not cast)."""
         cast = 0 if out_dtype == header.numpy_dtype else piece.rows * header.dimension * out_dtype.itemsize
-        return piece.rows * header.row_bytes + cast
+        return piece.rows * header.row_bytes, cast
 
     def read_piece_meta(
         self, piece: Piece, header: FileHeader, cancel: Optional[threading.Event] = None

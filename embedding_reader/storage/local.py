@@ -52,14 +52,19 @@ def read_into(path: str, start: int, out: memoryview, identities: FileIdentities
         if out.nbytes >= BOUNCE_MIN_BYTES and is_aliased(start, address(out)):
             _read_bounced(descriptor, path, start, out)
             return
-        filled = 0
-        while filled < out.nbytes:
-            got = _read_at(descriptor, out[filled:], start + filled)
-            if not got:
-                _ends_early(path, start, out.nbytes, filled)
-            filled += got
+        _fill(descriptor, path, start, out, 0)
     finally:
         os.close(descriptor)
+
+
+def _fill(descriptor: int, path: str, start: int, out: memoryview, filled: int) -> None:
+    """The rest of `out`, whose first `filled` bytes hold the file's bytes from `start`; CorruptFileError if the file
+    ends first."""
+    while filled < out.nbytes:
+        got = _read_at(descriptor, out[filled:], start + filled)
+        if not got:
+            _ends_early(path, start, out.nbytes, filled)
+        filled += got
 
 
 def _read_at(descriptor: int, out: memoryview, position: int) -> int:
@@ -136,23 +141,16 @@ def read_scattered(path: str, start: int, views: List[memoryview], identities: F
             wanted = sum(view.nbytes for view in chunk)
             got = os.preadv(descriptor, chunk, position)
             if got < wanted:
-                _finish_scattered(descriptor, path, start, chunk, position, got)
+                _finish_scattered(descriptor, path, chunk, position, got)
             position += wanted
     finally:
         os.close(descriptor)
 
 
-def _finish_scattered(descriptor: int, path: str, start: int, views: List[memoryview], position: int, got: int) -> None:
-    """After a short preadv: the rest of the views, one pread at a time (a file that ends first is corrupt)."""
+def _finish_scattered(descriptor: int, path: str, views: List[memoryview], position: int, got: int) -> None:
+    """After a short preadv of `got` bytes from `position`: the rest of the views, one read at a time."""
     for view in views:
-        if got >= view.nbytes:
-            got -= view.nbytes
-            position += view.nbytes
-            continue
-        while got < view.nbytes:
-            more = os.preadv(descriptor, [view[got:]], position + got)
-            if not more:
-                raise CorruptFileError(f"{byte_range(path, start, position + view.nbytes)}: file ends early")
-            got += more
+        if got < view.nbytes:
+            _fill(descriptor, path, position, view, got)
+        got = max(0, got - view.nbytes)
         position += view.nbytes
-        got = 0
