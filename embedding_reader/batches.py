@@ -1,5 +1,6 @@
 """Batch assembly: one preallocated array per batch, filled in place by the pieces, plus its metadata."""
 
+import bisect
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -59,21 +60,53 @@ class ArrayPool:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the rows of a batch handed out in another order than read go: read row p is handed out as row
+    places[p]. The places run consecutively from each read position of run_starts (then the batch's length) on,
+    from run_places: worked out once per batch, so that a piece finds its runs without numpy calls of its own."""
+
+    places: np.ndarray
+    run_starts: List[int]
+    run_places: List[int]
+
+    @classmethod
+    def of(cls, order: np.ndarray) -> "Placement":
+        """The placement of a batch whose row q is the one read order[q]-th."""
+        places = inverse_permutation(order)
+        starts = np.flatnonzero(places[1:] - places[:-1] != 1) + 1
+        starts = np.concatenate((np.zeros(min(1, len(places)), dtype=np.int64), starts))
+        return cls(places, [*starts.tolist(), len(places)], places[starts].tolist())
+
+    def runs(self, first: int, last: int) -> Tuple[List[int], List[int]]:
+        """The runs of consecutive places of read rows [first, last): their first places and row counts."""
+        run = bisect.bisect_right(self.run_starts, first) - 1
+        places, counts = [], []
+        while first < last:
+            run_start, stop = self.run_starts[run], min(last, self.run_starts[run + 1])
+            places.append(self.run_places[run] + first - run_start)
+            counts.append(stop - first)
+            first, run = stop, run + 1
+        return places, counts
+
+
+@dataclass(frozen=True)
 class RowTarget:
-    """Where a piece's rows go when its batch hands rows out in another order than they are read: row k of the
-    piece is row rows[k] of `array` (the whole batch)."""
+    """Where a piece's rows go when its batch hands rows out in another order than they are read: read rows
+    [first, last) of the batch, whose places in `array` (the whole batch) the batch's placement gives."""
 
     array: np.ndarray
-    rows: np.ndarray
+    placement: Placement
+    first: int
+    last: int
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The place of each of the piece's rows in `array`."""
+        return self.placement.places[self.first : self.last]
 
     def runs(self) -> Tuple[List[int], List[int]]:
-        """The runs of consecutive destination rows, in piece order: their first batch rows and row counts."""
-        if not len(self.rows):
-            return [], []
-        breaks = np.flatnonzero(self.rows[1:] - self.rows[:-1] != 1) + 1
-        starts = np.concatenate(([0], breaks))
-        counts = np.concatenate((breaks, [len(self.rows)])) - starts
-        return self.rows[starts].tolist(), counts.tolist()
+        """The runs of consecutive places of the piece's rows, in piece order: their first places and row counts."""
+        return self.placement.runs(self.first, self.last)
 
     def place(self, values: np.ndarray, spare: Optional[np.ndarray] = None) -> None:
         """Copy the piece's rows to their places (one fancy assignment); values of another dtype are cast first, in one
@@ -135,7 +168,7 @@ class BatchAssembler:
         self.layout = layout
         self.dimension, self.dtype = dimension, np.dtype(dtype)
         self._arrays: Dict[int, np.ndarray] = {}
-        self._orders: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}  # reordered batches: order, each row's place
+        self._orders: Dict[int, Tuple[np.ndarray, Placement]] = {}  # reordered batches: order, rows' places
         self._pool = ArrayPool()
 
     def slot(self, piece: Piece) -> Slot:
@@ -146,19 +179,17 @@ class BatchAssembler:
             array = self._arrays[piece.batch_id] = self._pool.take(shape, self.dtype)
             order = self.layout.order(piece.batch_id)
             if order is not None:
-                self._orders[piece.batch_id] = order, inverse_permutation(order)
+                self._orders[piece.batch_id] = order, Placement.of(order)
         reordered = self._orders.get(piece.batch_id)
         if reordered is not None:
-            return RowTarget(array, reordered[1][piece.batch_start : piece.batch_end])
+            return RowTarget(array, reordered[1], piece.batch_start, piece.batch_end)
         return array[piece.batch_start : piece.batch_end]
 
     def complete(self, batch_id: int, metas: Sequence[Optional[pd.DataFrame]]) -> Tuple[np.ndarray, pd.DataFrame]:
         """Hand over a finished batch: its array and a DataFrame of its meta columns plus global index `i`."""
         array = self._arrays.pop(batch_id)
-        meta = _batch_meta(metas, self.layout.index(batch_id))
         reordered = self._orders.pop(batch_id, None)
-        if reordered is not None:
-            meta = meta.take(reordered[0]).reset_index(drop=True)
+        meta = _batch_meta(metas, self.layout.index(batch_id), None if reordered is None else reordered[0])
         self._pool.handed_out(array)
         return array, meta
 
@@ -176,11 +207,14 @@ def inverse_permutation(order: np.ndarray) -> np.ndarray:
     return places
 
 
-def _batch_meta(metas: Sequence[Optional[pd.DataFrame]], index: np.ndarray) -> pd.DataFrame:
-    """The pieces' meta frames stacked in order, with the global row index as column `i`."""
+def _batch_meta(
+    metas: Sequence[Optional[pd.DataFrame]], index: np.ndarray, order: Optional[np.ndarray]
+) -> pd.DataFrame:
+    """The pieces' meta frames stacked in reading order, with the global row index as column `i`; then, for a batch
+    handed out in another order, its rows in that order."""
     frames: List[pd.DataFrame] = [meta for meta in metas if meta is not None]
     if not frames:
-        return pd.DataFrame({"i": index}, copy=False)  # index is ours alone: no copy
+        return pd.DataFrame({"i": index if order is None else index[order]}, copy=False)  # ours alone: no copy
     meta = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     if len(meta) != len(index):
         raise InconsistentCollectionError(
@@ -188,4 +222,4 @@ def _batch_meta(metas: Sequence[Optional[pd.DataFrame]], index: np.ndarray) -> p
         )
     meta = meta.reset_index(drop=True)
     meta["i"] = index
-    return meta
+    return meta if order is None else meta.take(order).reset_index(drop=True)

@@ -73,9 +73,9 @@ class Pipeline:
         budget: int,
         group_bytes: int = 0,
     ):
-        self._pieces = pieces
-        self._next: Optional[Piece] = next(pieces, None)
-        self._read_piece, self._assembler, self._piece_cost = read_piece, assembler, piece_cost
+        self._pieces, self._piece_cost = pieces, piece_cost
+        self._next: Optional[Tuple[Piece, int]] = self._next_piece()  # the next piece to submit, and its cost
+        self._read_piece, self._assembler = read_piece, assembler
         self._parallel, self._budget, self._group_bytes = parallel, budget, group_bytes
         self._pending: Deque[_PendingBatch] = deque()
         self._in_flight = 0
@@ -100,7 +100,7 @@ class Pipeline:
         group: List[Tuple[Piece, Slot]] = []
         group_cost = 0
         while self._next is not None:
-            piece, cost = self._next, self._piece_cost(self._next)
+            piece, cost = self._next
             oldest = self._pending[0].batch_id if self._pending else piece.batch_id
             if piece.batch_id != oldest and not self._may_prefetch(cost):
                 break
@@ -112,9 +112,14 @@ class Pipeline:
             group.append((piece, self._assembler.slot(piece)))
             group_cost += cost
             self._in_flight += cost
-            self._next = next(self._pieces, None)
+            self._next = self._next_piece()
         if group:
             self._pending[-1].add(executor.submit(self._run_group, group), group_cost)
+
+    def _next_piece(self) -> Optional[Tuple[Piece, int]]:
+        """The plan's next piece and its cost (worked out once: a piece may wait for the budget several times)."""
+        piece = next(self._pieces, None)
+        return None if piece is None else (piece, self._piece_cost(piece))
 
     def _joins(self, group: List[Tuple[Piece, Slot]], group_cost: int, piece: Piece, cost: int) -> bool:
         """Whether a piece may join the task being gathered: same batch, and the task stays small."""

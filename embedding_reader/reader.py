@@ -39,6 +39,8 @@ MAX_DEFAULT_PARALLEL_LOCAL = 4  # local reads are memory-bound: a few threads sa
 MAX_DEFAULT_PARALLEL_REMOTE = 16  # remote: 16 threads x 4 MB http parts = 64 connections (see README, Defaults)
 FIRST_BATCH_MIN_PIECE = 2**20  # over http the first batch is cut into a piece per thread, not below 1 MB each
 LOCAL_GROUP_BYTES = 4 * 2**20  # small local pieces (many small files) read as one task up to this many bytes
+WINDOW_GROUP_BYTES = 16 * 2**20  # a shuffled read's local blocks go several to a task (fewer futures and wake-ups) ...
+WINDOW_TASKS = 16  # ... a window being at least this many tasks, so that every thread has a share of it
 WINDOW_SHARE_OF_BUDGET = 3  # a shuffled read holds one window of a third of the budget while reading the next
 MAX_WINDOW_BYTES = 2**28  # ... and at most this much: larger windows mix no better and gather slower (cache misses)
 COST_SAMPLE_PIECES = 8  # the default thread count is sized on the costliest of the first pieces
@@ -294,6 +296,8 @@ class EmbeddingReader:
         )
         plan = BatchPlan.of(order, end - start, batch_size, options.start_batch, options.remainder)
         pipeline_budget = max(1, budget - order.window_rows * row_bytes)
+        window_share = max(LOCAL_GROUP_BYTES, min(WINDOW_GROUP_BYTES, order.window_rows * row_bytes // WINDOW_TASKS))
+        group_bytes = window_share if self._storage.is_local else 0
         parallel: List[int] = []
 
         def cost(piece: Piece) -> int:  # a piece's rows may pass through a side buffer on their way to their places
@@ -311,7 +315,6 @@ class EmbeddingReader:
                 parallel.append(self._parallel_pieces(parallel_pieces, costliest, pipeline_budget, out_dtype))
                 pieces = chain(sample, pieces)
             assembler = BatchAssembler(WindowLayout(order), self.dimension, out_dtype)
-            group_bytes = LOCAL_GROUP_BYTES if self._storage.is_local else 0
             return iter(Pipeline(pieces, self._read_piece, assembler, cost, parallel[0], pipeline_budget, group_bytes))
 
         cutter = BatchCutter(order, plan)

@@ -90,9 +90,11 @@ class EpochOrder:
 
 
 def consecutive_runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The integers [starts[k], starts[k] + lengths[k]) of every k, one run after the other (int64)."""
-    offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    runs: np.ndarray = np.repeat(starts.astype(np.int64), lengths) + offsets
+    """The integers [starts[k], starts[k] + lengths[k]) of every k, one run after the other (int64). One temporary of
+    the result's size: a window's arrays are large enough for the C allocator to map them afresh each time."""
+    ends = np.cumsum(lengths)
+    runs: np.ndarray = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
+    runs += np.repeat(starts.astype(np.int64, copy=False) - (ends - lengths), lengths)
     return runs
 
 
