@@ -1,6 +1,7 @@
 """Batch assembly: one preallocated array per batch, filled in place by the pieces, plus its metadata."""
 
 import bisect
+import operator
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -79,14 +80,15 @@ class Placement:
 
     def runs(self, first: int, last: int) -> Tuple[List[int], List[int]]:
         """The runs of consecutive places of read rows [first, last): their first places and row counts."""
+        if first >= last:
+            return [], []
         run = bisect.bisect_right(self.run_starts, first) - 1
-        places, counts = [], []
-        while first < last:
-            run_start, stop = self.run_starts[run], min(last, self.run_starts[run + 1])
-            places.append(self.run_places[run] + first - run_start)
-            counts.append(stop - first)
-            first, run = stop, run + 1
-        return places, counts
+        end = bisect.bisect_left(self.run_starts, last, run + 1)  # runs [run, end) hold the rows
+        starts, stops = self.run_starts[run:end], self.run_starts[run + 1 : end + 1]
+        places = self.run_places[run:end]
+        places[0] += first - starts[0]
+        starts[0], stops[-1] = first, last
+        return places, list(map(operator.sub, stops, starts))
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ class RowTarget:
     def runs(self) -> Tuple[List[int], List[int]]:
         """The runs of consecutive places of the piece's rows, in piece order: their first places and row counts."""
         return self.placement.runs(self.first, self.last)
+
+    def byte_views(self) -> List[memoryview]:
+        """The bytes of `array` (C-contiguous) the piece's rows fill, run by run in piece order."""
+        places, counts = self.runs()
+        row_bytes = self.array.shape[1] * self.array.itemsize
+        whole = memoryview(self.array).cast("B")  # type: ignore[arg-type]
+        return [whole[place * row_bytes : (place + count) * row_bytes] for place, count in zip(places, counts)]
 
     def place(self, values: np.ndarray, spare: Optional[np.ndarray] = None) -> None:
         """Copy the piece's rows to their places (one fancy assignment); values of another dtype are cast first, in one

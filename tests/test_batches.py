@@ -123,3 +123,25 @@ def test_small_local_pieces_are_read_as_grouped_tasks(tmp_path, monkeypatch):
     np.testing.assert_array_equal(result.embeddings, collection.embeddings)
     assert result.meta["i"].tolist() == list(range(600))
     assert sum(sizes) == 200 + 2 and max(sizes) == 40 and len(sizes) < 30, sizes  # 2 files cut by batch ends
+
+
+@pytest.mark.parametrize("rows, run_rows", [(1, 1), (7, 3), (100, 16), (257, 5), (64, 64)])
+def test_placement_runs_cover_every_piece_exactly(rows, run_rows):
+    """A shuffled window's placement: the runs it gives for any read range [first, last) are that range's places,
+    in order, merged where consecutive (what a local read scatters into)."""
+    from embedding_reader.batches import Placement
+    from embedding_reader.shuffle_order import consecutive_runs
+
+    rng = np.random.default_rng(rows * 100 + run_rows)
+    starts = rng.permutation(-(-rows // run_rows)) * run_rows
+    order = consecutive_runs(starts, np.minimum(run_rows, rows - starts))
+    placement = Placement.of(order)
+    assert (placement.places[order] == np.arange(rows)).all()
+    for first in range(rows):
+        for last in {first + 1, min(rows, first + run_rows + 1), rows}:
+            places, counts = placement.runs(first, last)
+            spelled = [place + k for place, count in zip(places, counts) for k in range(count)]
+            assert spelled == placement.places[first:last].tolist()
+            assert all(count > 0 for count in counts)
+            assert all(a + c != b for a, c, b in zip(places, counts, places[1:]))  # consecutive runs are merged
+    assert placement.runs(3 % rows, 3 % rows) == ([], [])

@@ -183,11 +183,7 @@ class NpyFormat(Format):
         as stored into a side buffer, then cast to their places (one pass, as a sequential read's cast)."""
         offset = header.data_offset + piece.piece_start * header.row_bytes
         if self._reads_into_places(piece, header, target.array.dtype):
-            rows = memoryview(target.array).cast("B")  # type: ignore[arg-type]
-            places, counts = target.runs()
-            row_bytes = header.row_bytes
-            views = [rows[place * row_bytes : (place + count) * row_bytes] for place, count in zip(places, counts)]
-            self.storage.read_scattered(header.path, offset, views)
+            self.storage.read_scattered(header.path, offset, target.byte_views())
             return self.read_piece_meta(piece, header, cancel)
         stored_bytes, out_bytes = self._side_buffers(piece, header, target.array.dtype)
         with side_buffer(stored_bytes, cancel) as raw, side_buffer(out_bytes, cancel) as spare:

@@ -10,6 +10,7 @@ reads into first is best placed on the file's own position modulo the page (`pag
 
 import ctypes
 import io
+import operator
 import os
 from typing import Any, Dict, List, NoReturn
 
@@ -126,6 +127,7 @@ def check_unchanged(path: str, identities: FileIdentities) -> None:
 
 
 CAN_SCATTER = hasattr(os, "preadv")  # not on Windows
+_NBYTES = operator.attrgetter("nbytes")
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
@@ -138,7 +140,7 @@ def read_scattered(path: str, start: int, views: List[memoryview], identities: F
         position = start
         for first in range(0, len(views), IOV_MAX):
             chunk = views[first : first + IOV_MAX]
-            wanted = sum(view.nbytes for view in chunk)
+            wanted = sum(map(_NBYTES, chunk))
             got = os.preadv(descriptor, chunk, position)
             if got < wanted:
                 _finish_scattered(descriptor, path, chunk, position, got)
