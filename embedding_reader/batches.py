@@ -15,6 +15,7 @@ from .errors import InconsistentCollectionError
 from .pieces import Piece
 
 PAGE = 4096  # batch arrays start on a page: a local read into them is never an aliased copy (storage/local.py)
+PLACE_BLOCK_BYTES = 2**20  # a shuffled read casts a piece's rows a block this size at a time, still cached when placed
 
 
 def page_aligned(buffer: np.ndarray, nbytes: int) -> np.ndarray:
@@ -118,20 +119,27 @@ class RowTarget:
         return [whole[place * row_bytes : (place + count) * row_bytes] for place, count in zip(places, counts)]
 
     def place(self, values: np.ndarray, spare: Optional[np.ndarray] = None) -> None:
-        """Copy the piece's rows to their places (one fancy assignment); values of another dtype are cast first, in one
-        pass, into `spare` (a buffer of at least the piece's bytes in the output dtype)."""
-        if values.dtype != self.array.dtype:
-            converted = (
-                np.empty(values.shape, self.array.dtype) if spare is None else _as_rows(spare, values, self.array)
-            )
-            cast_into(converted, values)
-            values = converted
-        self.array[self.rows] = values  # numpy's row-by-row copy in C: faster than a slice assignment per run
+        """Copy the piece's rows to their places (numpy's fancy assignment copies row by row in C). Values of another
+        dtype are cast first, a block of cast_block_rows at a time into `spare` (a uint8 buffer of at least a block's
+        bytes), so that the cast rows are still in the CPU cache when they are copied to their places."""
+        if values.dtype == self.array.dtype:
+            self.array[self.rows] = values
+            return
+        rows, dimension = self.rows, values.shape[1]
+        step = cast_block_rows(dimension, self.array.dtype)
+        if spare is None:
+            spare = np.empty(min(step, len(values)) * dimension * self.array.itemsize, dtype=np.uint8)
+        block = spare[: min(step, len(values)) * dimension * self.array.itemsize].view(self.array.dtype)
+        block = block.reshape(-1, dimension)
+        for first in range(0, len(values), step):
+            part = block[: min(step, len(values) - first)]
+            cast_into(part, values[first : first + len(part)])
+            self.array[rows[first : first + len(part)]] = part
 
 
-def _as_rows(spare: np.ndarray, values: np.ndarray, array: np.ndarray) -> np.ndarray:
-    """`spare`'s first bytes as rows shaped like `values` of `array`'s dtype."""
-    return spare[: values.shape[0] * values.shape[1] * array.itemsize].view(array.dtype).reshape(values.shape)
+def cast_block_rows(dimension: int, dtype: np.dtype) -> int:
+    """Rows RowTarget.place casts at a time: PLACE_BLOCK_BYTES of them in the output dtype (at least one)."""
+    return max(1, PLACE_BLOCK_BYTES // (dimension * np.dtype(dtype).itemsize))
 
 
 Slot = Union[np.ndarray, RowTarget]  # what a piece fills

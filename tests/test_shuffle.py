@@ -333,3 +333,16 @@ def test_ranks_in_separate_processes_share_the_epoch(collection):
     every = np.concatenate(shares)
     assert len(np.unique(every)) == len(every) > total - 3 * 256
     assert set(every.tolist()) <= set(range(total))
+
+
+@pytest.mark.parametrize("block_bytes", [DIM * 8, DIM * 8 * 7, 2**20])  # 1 and 7 rows of float64 a block, and all
+def test_a_cast_is_placed_a_block_at_a_time(collection, monkeypatch, block_bytes):
+    """Rows read through a cast reach their places a block of rows at a time (batches.PLACE_BLOCK_BYTES): every
+    block lands where its rows belong, the same order as a read without a cast."""
+    import embedding_reader.batches as batches_module
+
+    reader, total = collection
+    monkeypatch.setattr(batches_module, "PLACE_BLOCK_BYTES", block_bytes)
+    cast = read_all(reader, 250, shuffle=True, seed=3, output_dtype=np.float64, max_piece_size=97)
+    assert [list(batch) for batch in cast] == [list(batch) for batch in read_all(reader, 250, shuffle=True, seed=3)]
+    np.testing.assert_array_equal(np.sort(np.concatenate(cast)), np.arange(total))

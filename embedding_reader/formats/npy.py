@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib import format as npy_format
 
-from ..batches import RowTarget
+from ..batches import RowTarget, cast_block_rows
 from ..casts import cast_into
 from ..errors import CorruptFileError, UnsupportedFileError
 from ..header import FileHeader, numpy_dtype
@@ -207,10 +207,11 @@ class NpyFormat(Format):
 
     @staticmethod
     def _side_buffers(piece: Piece, header: FileHeader, out_dtype: np.dtype) -> Tuple[int, int]:
-        """Bytes of the side buffers of a piece not read straight to its places: its stored rows, its cast rows (0
-        when it is not cast)."""
-        cast = 0 if out_dtype == header.numpy_dtype else piece.rows * header.dimension * out_dtype.itemsize
-        return piece.rows * header.row_bytes, cast
+        """Bytes of the side buffers of a piece not read straight to its places: its stored rows, and a block of its
+        cast rows (none when it is not cast)."""
+        cast = out_dtype != header.numpy_dtype
+        cast_rows = min(piece.rows, cast_block_rows(header.dimension, out_dtype)) if cast else 0
+        return piece.rows * header.row_bytes, cast_rows * header.dimension * out_dtype.itemsize
 
     def read_piece_meta(
         self, piece: Piece, header: FileHeader, cancel: Optional[threading.Event] = None
