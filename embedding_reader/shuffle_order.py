@@ -86,7 +86,8 @@ class EpochOrder:
         generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
         rows = self.window_length(window)
         starts = generator.permutation(-(-rows // self.run_rows)) * self.run_rows
-        return consecutive_runs(starts, np.minimum(self.run_rows, rows - starts))
+        order: np.ndarray = (starts[:, None] + np.arange(self.run_rows)).reshape(-1)  # every run whole ...
+        return order if rows % self.run_rows == 0 else order[order < rows]  # ... but the last, which may be short
 
 
 def consecutive_runs(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
