@@ -346,3 +346,15 @@ def test_a_cast_is_placed_a_block_at_a_time(collection, monkeypatch, block_bytes
     cast = read_all(reader, 250, shuffle=True, seed=3, output_dtype=np.float64, max_piece_size=97)
     assert [list(batch) for batch in cast] == [list(batch) for batch in read_all(reader, 250, shuffle=True, seed=3)]
     np.testing.assert_array_equal(np.sort(np.concatenate(cast)), np.arange(total))
+
+
+def test_the_order_of_a_seed_is_pinned(collection):
+    """The order of (seed, range, batch size, window) is part of the contract: a job resumed after an upgrade of the
+    library must get the batches it would have got. A change of this digest changes every user's epochs."""
+    import hashlib
+
+    reader, _ = collection
+    batches = read_all(reader, 1000, shuffle=True, seed=7, max_ram_usage_in_bytes=40_000)
+    assert [list(batch[:3]) for batch in batches[:2]] == [[1028, 1029, 1030], [2418, 2419, 2420]]
+    digest = hashlib.sha256(np.concatenate(batches).astype("<i8").tobytes()).hexdigest()[:16]
+    assert digest == "4052f060921bd3fa"
