@@ -1,6 +1,5 @@
 """Batch assembly: one preallocated array per batch, filled in place by the pieces, plus its metadata."""
 
-import bisect
 import operator
 import sys
 from collections import deque
@@ -15,6 +14,7 @@ from .errors import InconsistentCollectionError
 from .pieces import Piece
 
 PAGE = 4096  # batch arrays start on a page: a local read into them is never an aliased copy (storage/local.py)
+PLACEMENT_BYTES_PER_ROW = 48  # a reordered batch's arrays: its order, places, runs (16 bytes a run at most), index
 PLACE_BLOCK_BYTES = 2**20  # a shuffled read casts a piece's rows a block this size at a time, still cached when placed
 
 
@@ -65,11 +65,12 @@ class ArrayPool:
 class Placement:
     """Where the rows of a batch handed out in another order than read go: read row p is handed out as row
     places[p]. The places run consecutively from each read position of run_starts (then the batch's length) on,
-    from run_places: worked out once per batch, so that a piece finds its runs without numpy calls of its own."""
+    from run_places: worked out once per batch, so that a piece finds its runs in a few calls (int64 arrays, so that
+    batches of single-row runs cost 16 bytes a run, counted by PLACEMENT_BYTES_PER_ROW)."""
 
     places: np.ndarray
-    run_starts: List[int]
-    run_places: List[int]
+    run_starts: np.ndarray
+    run_places: np.ndarray
 
     @classmethod
     def of(cls, order: np.ndarray) -> "Placement":
@@ -77,16 +78,16 @@ class Placement:
         places = inverse_permutation(order)
         starts = np.flatnonzero(places[1:] - places[:-1] != 1) + 1
         starts = np.concatenate((np.zeros(min(1, len(places)), dtype=np.int64), starts))
-        return cls(places, [*starts.tolist(), len(places)], places[starts].tolist())
+        return cls(places, np.append(starts, len(places)), places[starts])
 
     def runs(self, first: int, last: int) -> Tuple[List[int], List[int]]:
         """The runs of consecutive places of read rows [first, last): their first places and row counts."""
         if first >= last:
             return [], []
-        run = bisect.bisect_right(self.run_starts, first) - 1
-        end = bisect.bisect_left(self.run_starts, last, run + 1)  # runs [run, end) hold the rows
-        starts, stops = self.run_starts[run:end], self.run_starts[run + 1 : end + 1]
-        places = self.run_places[run:end]
+        run = int(self.run_starts.searchsorted(first, side="right")) - 1
+        end = int(self.run_starts.searchsorted(last))  # runs [run, end) hold the rows (run_starts[run] <= first)
+        bounds = self.run_starts[run : end + 1].tolist()
+        starts, stops, places = bounds[:-1], bounds[1:], self.run_places[run:end].tolist()
         places[0] += first - starts[0]
         starts[0], stops[-1] = first, last
         return places, list(map(operator.sub, stops, starts))
@@ -125,12 +126,14 @@ class RowTarget:
         if values.dtype == self.array.dtype:
             self.array[self.rows] = values
             return
-        rows, dimension = self.rows, values.shape[1]
-        step = cast_block_rows(dimension, self.array.dtype)
+        rows, dimension, itemsize = self.rows, values.shape[1], self.array.itemsize
+        step = max(1, min(len(values), cast_block_rows(dimension, self.array.dtype)))
+        block_bytes = step * dimension * itemsize
         if spare is None:
-            spare = np.empty(min(step, len(values)) * dimension * self.array.itemsize, dtype=np.uint8)
-        block = spare[: min(step, len(values)) * dimension * self.array.itemsize].view(self.array.dtype)
-        block = block.reshape(-1, dimension)
+            spare = np.empty(block_bytes, dtype=np.uint8)
+        if spare.nbytes < block_bytes:
+            raise ValueError(f"a side buffer of {spare.nbytes} bytes cannot hold a block of {step} rows to place")
+        block = spare[:block_bytes].view(self.array.dtype).reshape(step, dimension)
         for first in range(0, len(values), step):
             part = block[: min(step, len(values) - first)]
             cast_into(part, values[first : first + len(part)])

@@ -19,7 +19,7 @@ from .arguments import (
     meta_column_list,
     usable_cores,
 )
-from .batches import BatchAssembler, RangeLayout, RowTarget, Slot
+from .batches import PLACEMENT_BYTES_PER_ROW, BatchAssembler, RangeLayout, RowTarget, Slot
 from .errors import InvalidArgumentError, check_int
 from .formats import Format, format_class
 from .header import FileHeader
@@ -295,7 +295,8 @@ class EmbeddingReader:
             batch_size,
         )
         plan = BatchPlan.of(order, end - start, batch_size, options.start_batch, options.remainder)
-        pipeline_budget = max(1, budget - order.window_rows * row_bytes)
+        # the consumer's window, and the order arrays of the two windows being read
+        pipeline_budget = max(1, budget - order.window_rows * (row_bytes + 2 * PLACEMENT_BYTES_PER_ROW))
         window_share = max(LOCAL_GROUP_BYTES, min(WINDOW_GROUP_BYTES, order.window_rows * row_bytes // WINDOW_TASKS))
         group_bytes = window_share if self._storage.is_local else 0
         parallel: List[int] = []

@@ -145,3 +145,29 @@ def test_placement_runs_cover_every_piece_exactly(rows, run_rows):
             assert all(count > 0 for count in counts)
             assert all(a + c != b for a, c, b in zip(places, counts, places[1:]))  # consecutive runs are merged
     assert placement.runs(3 % rows, 3 % rows) == ([], [])
+
+
+def test_a_placement_costs_at_most_its_counted_bytes_a_row():
+    """Batches under 128 rows permute single rows, so a window has about one run a row: the placement keeps them in
+    int64 arrays, within PLACEMENT_BYTES_PER_ROW (the budget's count), not in Python lists (about 80 bytes a run)."""
+    from embedding_reader.batches import PLACEMENT_BYTES_PER_ROW, Placement
+
+    rows = 100_000
+    placement = Placement.of(np.random.default_rng(0).permutation(rows))
+    kept = placement.places.nbytes + placement.run_starts.nbytes + placement.run_places.nbytes
+    assert len(placement.run_places) > rows // 2
+    assert kept + 2 * 8 * rows <= PLACEMENT_BYTES_PER_ROW * rows  # with the order and the `i` index beside it
+
+
+def test_place_refuses_a_side_buffer_smaller_than_a_block():
+    """A cast's side buffer must hold a block: a smaller one would leave rows unwritten, so it is refused."""
+    from embedding_reader.batches import Placement, RowTarget
+
+    array = np.zeros((10, 3), np.float32)
+    target = RowTarget(array, Placement.of(np.arange(10)[::-1].copy()), 0, 10)
+    values = np.arange(30, dtype=np.float16).reshape(10, 3)
+    with pytest.raises(ValueError, match="cannot hold a block of 10 rows"):
+        target.place(values, np.empty(3 * 3 * 4, np.uint8))
+    target.place(values, np.empty(10 * 3 * 4, np.uint8))
+    np.testing.assert_array_equal(array, values[::-1].astype(np.float32))
+    target.place(values[:0])  # no rows, no block
