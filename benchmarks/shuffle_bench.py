@@ -1,6 +1,7 @@
 """Shuffled against sequential reads (issue 16), in the same run: local npy float32, npy float16 read as float32,
 parquet (one row group per file, as pyarrow writes 60k-row files; and 16k-row groups), and http; GB/s and peak RSS
-of each read in a fresh process, alternating sequential and shuffled, median of the rounds. Also the mixing
+of each read in a fresh process, alternating sequential and shuffled, median of the rounds (and the least and most
+of each round's shuffled read against the sequential read before it: this machine's spread). Also the mixing
 figure: distinct files in a 10,000-row batch of 100 labelled files against a perfect shuffle's.
 
     .venv/bin/python benchmarks/shuffle_bench.py [--rounds 3] [--size-gb 1.5] [--work-dir /tmp/embedding_reader_bench]
@@ -72,7 +73,9 @@ def compare(name: str, url: str, fmt: str, rounds: int) -> dict[str, object]:
     seq = statistics.median(run["gbps"] for run in runs[False])
     shuf = statistics.median(run["gbps"] for run in runs[True])
     rss = {key: max(run["rss_mb"] for run in runs[key]) for key in runs}
-    return {"case": name, "sequential": seq, "shuffled": shuf, "ratio": shuf / seq, "rss": rss}
+    pairs = [after["gbps"] / before["gbps"] for before, after in zip(runs[False], runs[True])]  # round by round
+    spread = (min(pairs), max(pairs))
+    return {"case": name, "sequential": seq, "shuffled": shuf, "ratio": shuf / seq, "rounds": spread, "rss": rss}
 
 
 def mixing(rows_per_file: int, dim: int) -> tuple[float, float, float]:
@@ -126,14 +129,16 @@ def main() -> None:
         print(results[-1], flush=True)
     mixes = {name: mixing(*shape) for name, shape in MIXING_CASES.items()}
     print(f"\n## Shuffled against sequential reads ({started}, load {os.getloadavg()[0]:.1f}, {args.rounds} rounds)\n")
-    print("| case | sequential GB/s | shuffled GB/s | shuffled / sequential | peak RSS seq / shuffled MB |")
-    print("|---|---|---|---|---|")
+    print(
+        "| case | sequential GB/s | shuffled GB/s | shuffled / sequential | round by round | peak RSS MB seq / shuf |"
+    )
+    print("|---|---|---|---|---|---|")
     for row in results:
-        rss = row["rss"]
+        rss, (lowest, highest) = row["rss"], row["rounds"]
         assert isinstance(rss, dict)
         print(
             f"| {row['case']} | {row['sequential']:.2f} | {row['shuffled']:.2f} | {row['ratio']:.0%} "
-            f"| {rss[False]:.0f} / {rss[True]:.0f} |"
+            f"| {lowest:.0%} to {highest:.0%} | {rss[False]:.0f} / {rss[True]:.0f} |"
         )
     print("\nMixing: distinct files in a 10,000-row batch of 100 labelled files (a sequential read: 1 to 5)\n")
     print("| collection | shuffled, mean (least) | perfect shuffle |")
