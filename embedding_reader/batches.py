@@ -76,8 +76,8 @@ class Placement:
     def of(cls, order: np.ndarray) -> "Placement":
         """The placement of a batch whose row q is the one read order[q]-th."""
         places = inverse_permutation(order)
-        starts = np.flatnonzero(places[1:] - places[:-1] != 1) + 1
-        starts = np.concatenate((np.zeros(min(1, len(places)), dtype=np.int64), starts))
+        breaks = np.flatnonzero(places[1:] - places[:-1] != 1) + 1
+        starts = np.concatenate(([0], breaks)) if len(places) else breaks
         return cls(places, np.append(starts, len(places)), places[starts])
 
     def runs(self, first: int, last: int) -> Tuple[List[int], List[int]]:
@@ -108,13 +108,9 @@ class RowTarget:
         """The place of each of the piece's rows in `array`."""
         return self.placement.places[self.first : self.last]
 
-    def runs(self) -> Tuple[List[int], List[int]]:
-        """The runs of consecutive places of the piece's rows, in piece order: their first places and row counts."""
-        return self.placement.runs(self.first, self.last)
-
     def byte_views(self) -> List[memoryview]:
         """The bytes of `array` (C-contiguous) the piece's rows fill, run by run in piece order."""
-        places, counts = self.runs()
+        places, counts = self.placement.runs(self.first, self.last)
         row_bytes = self.array.shape[1] * self.array.itemsize
         whole = memoryview(self.array).cast("B")  # type: ignore[arg-type]
         return [whole[place * row_bytes : (place + count) * row_bytes] for place, count in zip(places, counts)]

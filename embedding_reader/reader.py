@@ -297,8 +297,8 @@ class EmbeddingReader:
         plan = BatchPlan.of(order, end - start, batch_size, options.start_batch, options.remainder)
         # the consumer's window, and the order arrays of the two windows being read
         pipeline_budget = max(1, budget - order.window_rows * (row_bytes + 2 * PLACEMENT_BYTES_PER_ROW))
-        window_share = max(LOCAL_GROUP_BYTES, min(WINDOW_GROUP_BYTES, order.window_rows * row_bytes // WINDOW_TASKS))
-        group_bytes = window_share if self._storage.is_local else 0
+        task_bytes = max(LOCAL_GROUP_BYTES, min(WINDOW_GROUP_BYTES, order.window_rows * row_bytes // WINDOW_TASKS))
+        group_bytes = task_bytes if self._storage.is_local else 0  # remote pieces are not grouped (see Pipeline)
         parallel: List[int] = []
 
         def cost(piece: Piece) -> int:  # a piece's rows may pass through a side buffer on their way to their places

@@ -180,7 +180,7 @@ class NpyFormat(Format):
         self, piece: Piece, header: FileHeader, target: RowTarget, cancel: Optional[threading.Event] = None
     ) -> Optional[pd.DataFrame]:
         """Local rows of the stored dtype go straight to their places (one preadv per piece); other rows are read
-        as stored into a side buffer, then cast to their places (one pass, as a sequential read's cast)."""
+        as stored into a side buffer, then cast a block at a time to their places (RowTarget.place)."""
         offset = header.data_offset + piece.piece_start * header.row_bytes
         if self._reads_into_places(piece, header, target.array.dtype):
             self.storage.read_scattered(header.path, offset, target.byte_views())
