@@ -1,6 +1,5 @@
 """Batch assembly: one preallocated array per batch, filled in place by the pieces, plus its metadata."""
 
-import operator
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from .errors import InconsistentCollectionError
 from .pieces import Piece
 
 PAGE = 4096  # batch arrays start on a page: a local read into them is never an aliased copy (storage/local.py)
-PLACEMENT_BYTES_PER_ROW = 48  # a reordered batch's arrays: its order, places, runs (16 bytes a run at most), index
+PLACEMENT_BYTES_PER_ROW = 56  # a reordered batch's arrays: its order, places, runs (24 bytes a run at most), index
 PLACE_BLOCK_BYTES = 2**20  # a shuffled read casts a piece's rows a block this size at a time, still cached when placed
 
 
@@ -65,12 +64,13 @@ class ArrayPool:
 class Placement:
     """Where the rows of a batch handed out in another order than read go: read row p is handed out as row
     places[p]. The places run consecutively from each read position of run_starts (then the batch's length) on,
-    from run_places: worked out once per batch, so that a piece finds its runs in a few calls (int64 arrays, so that
-    batches of single-row runs cost 16 bytes a run, counted by PLACEMENT_BYTES_PER_ROW)."""
+    over [run_places, run_place_ends): worked out once per batch, so that a piece finds its runs in a few calls (int64
+    arrays, so that batches of single-row runs cost 24 bytes a run, counted by PLACEMENT_BYTES_PER_ROW)."""
 
     places: np.ndarray
     run_starts: np.ndarray
     run_places: np.ndarray
+    run_place_ends: np.ndarray
 
     @classmethod
     def of(cls, order: np.ndarray) -> "Placement":
@@ -78,19 +78,22 @@ class Placement:
         places = inverse_permutation(order)
         breaks = np.flatnonzero(places[1:] - places[:-1] != 1) + 1
         starts = np.concatenate(([0], breaks)) if len(places) else breaks
-        return cls(places, np.append(starts, len(places)), places[starts])
+        run_starts = np.append(starts, len(places))
+        run_places = places[starts]
+        return cls(places, run_starts, run_places, run_places + np.diff(run_starts))
 
-    def runs(self, first: int, last: int) -> Tuple[List[int], List[int]]:
-        """The runs of consecutive places of read rows [first, last): their first places and row counts."""
+    def byte_runs(self, first: int, last: int, row_bytes: int) -> Tuple[List[int], List[int]]:
+        """The runs of consecutive places of read rows [first, last), as byte ranges of the batch array (rows of
+        `row_bytes`): their starts and stops."""
         if first >= last:
             return [], []
         run = int(self.run_starts.searchsorted(first, side="right")) - 1
         end = int(self.run_starts.searchsorted(last))  # runs [run, end) hold the rows (run_starts[run] <= first)
-        bounds = self.run_starts[run : end + 1].tolist()
-        starts, stops, places = bounds[:-1], bounds[1:], self.run_places[run:end].tolist()
-        places[0] += first - starts[0]
-        starts[0], stops[-1] = first, last
-        return places, list(map(operator.sub, stops, starts))
+        starts = (self.run_places[run:end] * row_bytes).tolist()
+        stops = (self.run_place_ends[run:end] * row_bytes).tolist()
+        starts[0] += (first - int(self.run_starts[run])) * row_bytes
+        stops[-1] -= (int(self.run_starts[end]) - last) * row_bytes
+        return starts, stops
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,9 @@ class RowTarget:
 
     def byte_views(self) -> List[memoryview]:
         """The bytes of `array` (C-contiguous) the piece's rows fill, run by run in piece order."""
-        places, counts = self.placement.runs(self.first, self.last)
-        row_bytes = self.array.shape[1] * self.array.itemsize
+        starts, stops = self.placement.byte_runs(self.first, self.last, self.array.shape[1] * self.array.itemsize)
         whole = memoryview(self.array).cast("B")  # type: ignore[arg-type]
-        return [whole[place * row_bytes : (place + count) * row_bytes] for place, count in zip(places, counts)]
+        return list(map(whole.__getitem__, map(slice, starts, stops)))
 
     def place(self, values: np.ndarray, spare: Optional[np.ndarray] = None) -> None:
         """Copy the piece's rows to their places (numpy's fancy assignment copies row by row in C). Values of another

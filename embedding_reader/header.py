@@ -47,7 +47,7 @@ class FileHeader:
     units: Tuple[int, ...] = ()
     meta_bytes_per_row: int = 0
 
-    @property
+    @functools.cached_property  # frozen: kept in the instance's __dict__ (a shuffled read asks for it per block)
     def numpy_dtype(self) -> np.dtype:
         """The stored element type."""
         return numpy_dtype(self.dtype)
@@ -57,7 +57,7 @@ class FileHeader:
         """Bytes of the embedding file: as listed, else as its header implies."""
         return self.file_size or self.data_offset + self.count * self.row_bytes
 
-    @property
+    @functools.cached_property
     def row_bytes(self) -> int:
         """Bytes of one stored embedding."""
         return self.dimension * self.numpy_dtype.itemsize

@@ -145,15 +145,15 @@ class Pipeline:
         """Read one piece in a worker thread; failures name the file and rows."""
         if self._cancel.is_set():
             return None
-        where = f"{redact(piece.path)} rows [{piece.piece_start}, {piece.piece_end})"
         try:
             return self._read_piece(piece, out, self._cancel)
         except EmbeddingReaderError as exc:
+            where = _where(piece)
             if where in str(exc):
                 raise
             raise type(exc)(f"{where}: {exc}") from exc
         except Exception as exc:
-            raise ReadFailedError(f"{where}: {type(exc).__name__}: {exc}") from exc
+            raise ReadFailedError(f"{_where(piece)}: {type(exc).__name__}: {exc}") from exc
 
     def _complete_oldest(self, executor: ThreadPoolExecutor) -> Tuple[np.ndarray, pd.DataFrame]:
         """Wait for every piece of the oldest batch (submitting more as they finish), then hand the batch over
@@ -168,3 +168,8 @@ class Pipeline:
         self._in_flight -= batch.cost
         self._handed_over += 1
         return self._assembler.complete(batch.batch_id, metas)
+
+
+def _where(piece: Piece) -> str:
+    """How an error names a piece (made only on failure: a shuffled read runs thousands of pieces)."""
+    return f"{redact(piece.path)} rows [{piece.piece_start}, {piece.piece_end})"

@@ -139,12 +139,14 @@ def test_placement_runs_cover_every_piece_exactly(rows, run_rows):
     assert (placement.places[order] == np.arange(rows)).all()
     for first in range(rows):
         for last in {first + 1, min(rows, first + run_rows + 1), rows}:
-            places, counts = placement.runs(first, last)
-            spelled = [place + k for place, count in zip(places, counts) for k in range(count)]
+            places, stops = placement.byte_runs(first, last, 1)
+            spelled = [place for start, stop in zip(places, stops) for place in range(start, stop)]
             assert spelled == placement.places[first:last].tolist()
-            assert all(count > 0 for count in counts)
-            assert all(a + c != b for a, c, b in zip(places, counts, places[1:]))  # consecutive runs are merged
-    assert placement.runs(3 % rows, 3 % rows) == ([], [])
+            assert all(start < stop for start, stop in zip(places, stops))
+            assert all(stop != start for stop, start in zip(stops, places[1:]))  # consecutive runs are merged
+            starts, ends = placement.byte_runs(first, last, 12)  # in bytes of 12-byte rows: the same runs
+            assert (starts, ends) == ([12 * place for place in places], [12 * stop for stop in stops])
+    assert placement.byte_runs(3 % rows, 3 % rows, 12) == ([], [])
 
 
 def test_a_placement_costs_at_most_its_counted_bytes_a_row():
@@ -154,9 +156,9 @@ def test_a_placement_costs_at_most_its_counted_bytes_a_row():
 
     rows = 100_000
     placement = Placement.of(np.random.default_rng(0).permutation(rows))
-    kept = placement.places.nbytes + placement.run_starts.nbytes + placement.run_places.nbytes
+    runs = placement.run_starts.nbytes + placement.run_places.nbytes + placement.run_place_ends.nbytes
     assert len(placement.run_places) > rows // 2
-    assert kept + 2 * 8 * rows <= PLACEMENT_BYTES_PER_ROW * rows  # with the order and the `i` index beside it
+    assert placement.places.nbytes + runs + 2 * 8 * rows <= PLACEMENT_BYTES_PER_ROW * rows  # with the order, `i`
 
 
 def test_place_refuses_a_side_buffer_smaller_than_a_block():

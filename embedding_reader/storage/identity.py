@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 from ..errors import FileChangedError
+from .names import redact
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,15 @@ class FileIdentities:
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__init__(state["known"])  # type: ignore[misc]
 
-    def observe(self, path: str, identity: FileIdentity, where: str) -> None:
-        """Learn `identity` of `path`; FileChangedError (naming `where`) if it contradicts what was known."""
+    def observe(self, path: str, identity: FileIdentity, where: Optional[str] = None) -> None:
+        """Learn `identity` of `path`; FileChangedError (naming `where`, by default the path redacted) if it
+        contradicts what was known."""
         if identity.size is None and identity.tag is None:
             return
         with self._lock:
             known = self._known.get(path)
             if known != identity:  # the usual case, the same again, changes nothing
-                self._known[path] = identity if known is None else known.merged(identity, where)
+                self._known[path] = identity if known is None else known.merged(identity, where or redact(path))
 
     def only(self, paths: Iterable[str]) -> "FileIdentities":
         """A copy that knows only these files (what a task shipped to a worker needs)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import CorruptFileError
 from .identity import FileIdentities, local_identity
-from .names import byte_range, redact
+from .names import byte_range
 
 PIECE_BYTES = 50 * 2**20  # one readinto or row-group read per 50 MB, small enough to spread over threads
 PAGE = 4096
@@ -49,7 +49,7 @@ def read_into(path: str, start: int, out: memoryview, identities: FileIdentities
     or through a small buffer when that copy would be aliased (see the module)."""
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        identities.observe(path, local_identity(os.fstat(descriptor)), redact(path))
+        identities.observe(path, local_identity(os.fstat(descriptor)))
         if out.nbytes >= BOUNCE_MIN_BYTES and is_aliased(start, address(out)):
             _read_bounced(descriptor, path, start, out)
             return
@@ -123,7 +123,7 @@ def list_directory(directory: str) -> List[Dict[str, Any]]:
 
 def check_unchanged(path: str, identities: FileIdentities) -> None:
     """FileChangedError if the file is no longer what it was at open."""
-    identities.observe(path, local_identity(os.stat(path)), redact(path))
+    identities.observe(path, local_identity(os.stat(path)))
 
 
 CAN_SCATTER = hasattr(os, "preadv")  # not on Windows
@@ -136,7 +136,7 @@ def read_scattered(path: str, start: int, views: List[memoryview], identities: F
     IOV_MAX buffers, the kernel copying straight into each); CorruptFileError if the file ends first."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
-        identities.observe(path, local_identity(os.fstat(descriptor)), redact(path))
+        identities.observe(path, local_identity(os.fstat(descriptor)))
         position = start
         for first in range(0, len(views), IOV_MAX):
             chunk = views[first : first + IOV_MAX]
