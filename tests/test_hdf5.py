@@ -4,6 +4,9 @@ datasets by exact byte ranges, chunked (compressed) ones through h5py, locally a
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,10 +16,13 @@ from embedding_reader import (
     EmbeddingReader,
     InvalidArgumentError,
     MissingColumnError,
+    ReadFailedError,
+    RetryPolicy,
     UnsupportedFileError,
     detect_format,
 )
 from embedding_reader.formats import hdf5 as hdf5_format
+from tests.support.hostile_server import HostileServer, Misbehaviour, Script
 from tests.support.remote import FAST_RETRIES
 
 h5py = pytest.importorskip("h5py")
@@ -111,24 +117,69 @@ def test_over_http(collections, http_server_factory):
     np.testing.assert_array_equal(read(chunked, 50, output_dtype=np.float64), expected["chunked"])
 
 
-def test_a_remote_open_failing_as_not_found_is_retried(collections, http_server_factory, monkeypatch):
-    """fsspec's http open reports any failure of its size request as FileNotFoundError: for a file just listed it is
-    a failed request, retried, not a missing file (a permanent error)."""
-    root, expected = collections
-    reader = EmbeddingReader(f"{http_server_factory(root).url}/chunked/c.hdf5", file_format="hdf5",
-                             retry_policy=FAST_RETRIES)  # fmt: skip
-    fs, failures = reader._format.storage.fs, []
-    real_open = fs.open
+@pytest.fixture(scope="module")
+def large_chunked(tmp_path_factory):
+    """A 3.8 MB chunked file: its chunks lie past the first read-ahead block, so their reads are range requests."""
+    root = tmp_path_factory.mktemp("hdf5_large")
+    train = rows(60_000, 6)
+    write_ann_file(root / "big.hdf5", train, rows(3, 7), chunks=(1000, DIM))
+    return root, train
 
-    def flaky_open(path, *args, **kwargs):
-        if len(failures) < 2:
-            failures.append(path)
-            raise FileNotFoundError(path)
-        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(fs, "open", flaky_open)
-    np.testing.assert_array_equal(read(reader, 50, output_dtype=np.float64), expected["chunked"])
-    assert len(failures) == 2
+@pytest.mark.parametrize("misbehaviour", [Misbehaviour.STALL_MID_BODY, Misbehaviour.TRICKLE])
+def test_remote_reads_through_h5py_retry_and_fail_in_bounded_time(large_chunked, misbehaviour):
+    """h5py reads a remote file through the storage's own reads: a server that stalls or trickles a byte at a time
+    (which held fsspec's file objects for hours) is retried into exact rows when it mends, and otherwise fails the
+    read within attempts x timeout, naming the byte range."""
+    root, train = large_chunked
+    few = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
+    with HostileServer(root, Script(misbehaviour, min_start=1, times=1)) as server:
+        reader = EmbeddingReader(f"{server.url}/big.hdf5", file_format="hdf5", retry_policy=few, timeout=1.0)
+        np.testing.assert_array_equal(read(reader, 20_000), train)
+        assert server.script.played == 1
+    with HostileServer(root, Script(misbehaviour, min_start=1)) as server:
+        started = time.monotonic()
+        with pytest.raises(ReadFailedError, match=r"big\.hdf5 bytes \[.*failed after 2 attempts.*no progress for 1 s"):
+            read(EmbeddingReader(f"{server.url}/big.hdf5", file_format="hdf5", retry_policy=few, timeout=1.0), 20_000)
+        assert time.monotonic() - started < 2 * (1.0 + 1.0) + 5
+
+
+KEEP_AN_H5PY_ERROR = """
+import io, sys
+from embedding_reader import RetryPolicy
+from embedding_reader.formats.hdf5 import Hdf5Format
+from embedding_reader.storage import Storage
+
+class FailingFile(io.RawIOBase):  # what a RangeFile does when its storage gives up
+    def readable(self): return True
+    def seekable(self): return True
+    def seek(self, offset, whence=0): return 0
+    def tell(self): return 0
+    def readinto(self, buffer): raise ValueError("the storage gave up")
+
+hdf5 = Hdf5Format.__new__(Hdf5Format)
+hdf5.storage = Storage(sys.argv[1], None, RetryPolicy(max_attempts=1))
+hdf5._open = lambda path, size, cancel: FailingFile()
+kept = []
+try:
+    hdf5._with_file(sys.argv[1], 100, lambda file: None)
+except ValueError as error:
+    kept.append(error)  # as a caller collecting failures would
+print(kept)
+"""
+
+
+def test_an_error_out_of_h5py_kept_by_the_caller_does_not_crash_the_interpreter_at_exit(tmp_path):
+    """h5py crashes the interpreter at exit (a segfault) when a traceback through it outlives it, so the errors of
+    its reads leave without their tracebacks."""
+    result = subprocess.run(
+        [sys.executable, "-c", KEEP_AN_H5PY_ERROR, str(tmp_path / "x.hdf5")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and "the storage gave up" in result.stdout, (result.returncode, result.stderr[-500:])
 
 
 def test_bad_files_and_arguments(tmp_path):

@@ -1,8 +1,9 @@
 """hdf5 (ann-benchmarks' files: `train`, `test`, `neighbors`, `distances`): one named 2-D dataset of each file.
 
-Needs h5py (the `hdf5` extra). The open reads each file's metadata through h5py over an fsspec file. A contiguous
-dataset (h5py's default, and ann-benchmarks') is then read as npy's are, by exact byte ranges from its offset in the
-file; a chunked one (compressed, or written in chunks) piece by piece through h5py, pieces cut at chunk boundaries.
+Needs h5py (the `hdf5` extra). The open reads each file's metadata through h5py (over a RangeFile remotely). A
+contiguous dataset (h5py's default, and ann-benchmarks') is then read as npy's are, by exact byte ranges from its
+offset in the file; a chunked one (compressed, or written in chunks) piece by piece through h5py, pieces cut at chunk
+boundaries.
 """
 
 import threading
@@ -17,13 +18,13 @@ from ..errors import (
     CorruptFileError,
     InvalidArgumentError,
     MissingColumnError,
-    ShortReadError,
     UnsupportedFileError,
 )
 from ..header import FileHeader
 from ..pieces import Piece
 from ..retry import call_with_retries
 from ..storage import FileEntry, redact
+from ..storage.range_file import RangeFile
 from .base import Format
 from .checks import Checks, Survey
 from .npy import NpyFormat, check_shape
@@ -84,7 +85,9 @@ class Hdf5Format(NpyFormat):
     def _header(self, path: str, listed: Optional[int]) -> FileHeader:
         """One file's header (its size asked if the listing did not give it), read again on transient errors."""
         size = listed if listed is not None else self.storage.size(path)
-        header: FileHeader = self._with_file(path, lambda file: describe_dataset(path, file, self.hdf5_dataset, size))
+        header: FileHeader = self._with_file(
+            path, size, lambda file: describe_dataset(path, file, self.hdf5_dataset, size)
+        )
         return header
 
     def read_piece(
@@ -93,7 +96,8 @@ class Hdf5Format(NpyFormat):
         if not header.units:  # contiguous: exact byte ranges, as npy
             return super().read_piece(piece, header, out, cancel)
         self.storage.check_unchanged(header.path)
-        self._with_file(header.path, lambda file: _read_rows(file[self.hdf5_dataset], piece, out), cancel)
+        size = header.stored_bytes
+        self._with_file(header.path, size, lambda file: _read_rows(file[self.hdf5_dataset], piece, out), cancel)
         return None
 
     def read_piece_into_rows(
@@ -105,35 +109,37 @@ class Hdf5Format(NpyFormat):
             return super().read_piece_into_rows(piece, header, target, cancel)
         return Format.read_piece_into_rows(self, piece, header, target, cancel)
 
-    def _open(self, path: str) -> Any:
-        """The file through fsspec. Its http open turns every failure of its size request into FileNotFoundError:
-        for a file just listed, remotely, that is a failed request, retried (as Storage.size does)."""
-        try:
+    def _open(self, path: str, size: int, cancel: Optional[threading.Event]) -> Any:
+        """The file as h5py reads it: local through fsspec, remote as a RangeFile, whose reads are the storage's own
+        (checked, retried, bounded by the timeout); fsspec's remote files wait on socket timeouts only."""
+        if self.storage.is_local:
             return self.storage.fs.open(path, "rb")
-        except FileNotFoundError as exc:
-            if self.storage.is_local:
-                raise
-            raise ShortReadError(f"opening {redact(path)}: {type(exc).__name__}: {exc}") from exc
+        return RangeFile(path, size, self.storage, cancel)
 
     def placement_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
         if not header.units:
             return super().placement_bytes(piece, header, out_dtype)
         return Format.placement_bytes(self, piece, header, out_dtype)
 
-    def _with_file(self, path: str, action: Any, cancel: Optional[threading.Event] = None) -> Any:
-        """action(h5py file), the file opened through fsspec; retried remotely, an unreadable file refused."""
+    def _with_file(self, path: str, size: int, action: Any, cancel: Optional[threading.Event] = None) -> Any:
+        """action(h5py file), the file of `size` bytes opened through fsspec or as a RangeFile (whose reads retry
+        themselves); an unreadable file refused."""
         h5py = _h5py()
 
         def attempt() -> Any:
-            with self._open(path) as raw:
-                try:
-                    file = h5py.File(raw, "r")
-                except OSError as exc:
-                    if self.storage.is_local or "signature" in str(exc):
-                        raise CorruptFileError(f"{redact(path)}: not a readable HDF5 file ({exc})") from exc
-                    raise
-                with file:
-                    return action(file)
+            try:
+                with self._open(path, size, cancel) as raw:
+                    try:
+                        file = h5py.File(raw, "r")
+                    except OSError as exc:
+                        if self.storage.is_local or "signature" in str(exc):
+                            raise CorruptFileError(f"{redact(path)}: not a readable HDF5 file ({exc})") from exc
+                        raise
+                    with file:
+                        return action(file)
+            except Exception as exc:
+                _drop_tracebacks(exc)
+                raise
 
         return call_with_retries(attempt, f"reading {redact(path)} through h5py", self.storage.retry_policy, cancel)
 
@@ -142,6 +148,15 @@ class Hdf5Format(NpyFormat):
         if not header.units:
             return super().transient_bytes(piece, header, out_dtype)
         return 2 * piece.rows * header.row_bytes
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Forget the tracebacks of an error out of h5py and of those it chains: they hold h5py's frames, and h5py
+    crashes the interpreter at exit when such frames outlive it (a caller keeping the error)."""
+    seen: Optional[BaseException] = exc
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
 
 
 def _read_rows(dataset: Any, piece: Piece, out: np.ndarray) -> None:

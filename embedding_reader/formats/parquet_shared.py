@@ -1,49 +1,22 @@
 """What the pieces of one row group share while a read runs: a file object over the column chunks fetched once
 (for pyarrow), and decodes made once and handed to every piece that needs them."""
 
-import io
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, Optional
 
 from ..storage import Storage, byte_range
+from ..storage.range_file import StorageFile
 
 Cancel = Optional[threading.Event]
 
 
-class KnownRangesFile(io.RawIOBase):
+class KnownRangesFile(StorageFile):
     """A read-only file over prefetched byte ranges; a read outside them is fetched (exact, retried)."""
 
     def __init__(self, path: str, size: int, parts: Dict[int, bytes], storage: Storage, cancel: Cancel = None):
-        super().__init__()
-        self.path, self.size, self.storage, self.cancel = path, size, storage, cancel
+        super().__init__(path, size, storage, cancel)
         self.parts = sorted(parts.items())
-        self.position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
-        self.position = base + offset
-        return self.position
-
-    def read(self, size: int = -1) -> bytes:
-        end = self.size if size is None or size < 0 else min(self.size, self.position + size)
-        data = self._bytes(self.position, end) if end > self.position else b""
-        self.position = max(self.position, end)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(memoryview(buffer).cast("B")))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
 
     def _bytes(self, start: int, end: int) -> bytes:
         for part_start, data in self.parts:
