@@ -3,6 +3,7 @@ datasets by exact byte ranges, chunked (compressed) ones through h5py, locally a
 
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
@@ -115,6 +116,7 @@ def test_over_http(collections, http_server_factory):
     np.testing.assert_array_equal(read(contiguous, 16, max_piece_size=9), expected["train"])
     chunked = EmbeddingReader(f"{base}/chunked/c.hdf5", file_format="hdf5", retry_policy=FAST_RETRIES)
     np.testing.assert_array_equal(read(chunked, 50, output_dtype=np.float64), expected["chunked"])
+    assert gc.isenabled()  # paused only while h5py reads a remote file (hdf5.collection_paused)
 
 
 @pytest.fixture(scope="module")

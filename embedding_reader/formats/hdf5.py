@@ -6,8 +6,10 @@ offset in the file; a chunked one (compressed, or written in chunks) piece by pi
 boundaries.
 """
 
+import gc
 import threading
-from typing import Any, List, Optional, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +26,7 @@ from ..header import FileHeader
 from ..pieces import Piece
 from ..retry import call_with_retries
 from ..storage import FileEntry, redact
-from ..storage.range_file import RangeFile
+from ..storage.range_file import READ_AHEAD_BYTES, RangeFile
 from .base import Format
 from .checks import Checks, Survey
 from .npy import NpyFormat, check_shape
@@ -128,7 +130,7 @@ class Hdf5Format(NpyFormat):
 
         def attempt() -> Any:
             try:
-                with self._open(path, size, cancel) as raw:
+                with self._open(path, size, cancel) as raw, collection_paused(not self.storage.is_local):
                     try:
                         file = h5py.File(raw, "r")
                     except OSError as exc:
@@ -144,10 +146,38 @@ class Hdf5Format(NpyFormat):
         return call_with_retries(attempt, f"reading {redact(path)} through h5py", self.storage.retry_policy, cancel)
 
     def transient_bytes(self, piece: Piece, header: FileHeader, out_dtype: np.dtype) -> int:
-        """Contiguous: as npy; chunked: the chunks h5py decodes for the piece (and a cast copy)."""
+        """Contiguous: as npy; chunked: the chunks h5py decodes for the piece (and a cast copy), and remotely a
+        RangeFile's block (a chunk and the read-ahead) twice while it is fetched."""
         if not header.units:
             return super().transient_bytes(piece, header, out_dtype)
-        return 2 * piece.rows * header.row_bytes
+        fetched = 0 if self.storage.is_local else 2 * (READ_AHEAD_BYTES + header.units[0] * header.row_bytes)
+        return 2 * piece.rows * header.row_bytes + fetched
+
+
+_PAUSE_LOCK = threading.Lock()
+_pause = {"calls": 0, "was_enabled": False}  # remote h5py calls under way; whether the collector ran before them
+
+
+@contextmanager
+def collection_paused(pause: bool) -> Iterator[None]:
+    """No automatic garbage collection while h5py reads a remote file (`pause`): h5py holds its global lock while it
+    calls the file object, whose reads wait on the event loop's thread; a collection in that thread reaching an h5py
+    object (whose dealloc takes the lock) deadlocks both. Counted, so that concurrent reads resume it once."""
+    if not pause:
+        yield
+        return
+    with _PAUSE_LOCK:
+        if not _pause["calls"]:
+            _pause["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _pause["calls"] += 1
+    try:
+        yield
+    finally:
+        with _PAUSE_LOCK:
+            _pause["calls"] -= 1
+            if not _pause["calls"] and _pause["was_enabled"]:
+                gc.enable()
 
 
 def _drop_tracebacks(exc: BaseException) -> None:

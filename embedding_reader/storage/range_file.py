@@ -11,7 +11,7 @@ from fsspec.caching import ReadAheadCache
 
 from .core import Storage
 
-READ_AHEAD_BYTES = 2**20  # a RangeFile's small read (h5py's metadata) fetches this much beyond itself
+READ_AHEAD_BYTES = 4 * 2**20  # a RangeFile's small read (h5py's metadata) fetches this much beyond itself
 
 
 class StorageFile(io.RawIOBase):
