@@ -98,8 +98,8 @@ class Hdf5Format(NpyFormat):
         if not header.units:  # contiguous: exact byte ranges, as npy
             return super().read_piece(piece, header, out, cancel)
         self.storage.check_unchanged(header.path)
-        size = header.stored_bytes
-        self._with_file(header.path, size, lambda file: _read_rows(file[self.hdf5_dataset], piece, out), cancel)
+        read = lambda file: _read_rows(file[self.hdf5_dataset], piece, out)  # noqa: E731
+        self._with_file(header.path, header.stored_bytes, read, cancel)
         return None
 
     def read_piece_into_rows(
@@ -184,7 +184,9 @@ def _drop_tracebacks(exc: BaseException) -> None:
     """Forget the tracebacks of an error out of h5py and of those it chains: they hold h5py's frames, and h5py
     crashes the interpreter at exit when such frames outlive it (a caller keeping the error)."""
     seen: Optional[BaseException] = exc
-    while seen is not None:
+    visited = set()
+    while seen is not None and id(seen) not in visited:  # a chain set by hand may loop
+        visited.add(id(seen))
         seen.__traceback__ = None
         seen = seen.__cause__ or seen.__context__
 

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from fsspec.caching import ReadAheadCache
 
 from .core import Storage
+from .names import redact
 
 READ_AHEAD_BYTES = 4 * 2**20  # a RangeFile's small read (h5py's metadata) fetches this much beyond itself
 
@@ -34,7 +35,7 @@ class StorageFile(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
         if base + offset < 0:
-            raise ValueError(f"{self.path}: seek to {base + offset}, before the file's start")
+            raise ValueError(f"{redact(self.path)}: seek to {base + offset}, before the file's start")
         self.position = base + offset
         return self.position
 
@@ -65,7 +66,7 @@ class RangeFile(StorageFile):
         data: bytes = self._cache._fetch(start, end)  # fsspec's cache protocol (its own files call it so)
         return data
 
-    def _fetch(self, start: int, end: int) -> bytes:
-        data = bytearray(end - start)
+    def _fetch(self, start: int, end: int) -> bytearray:
+        data = bytearray(end - start)  # the cache slices it as it would bytes: no copy into bytes first
         self.storage.read_into(self.path, start, memoryview(data), self.cancel)
-        return bytes(data)
+        return data
